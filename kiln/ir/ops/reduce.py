@@ -1,0 +1,78 @@
+"""Reductions over axes, and softmax."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, normalize_axis, register, require_float
+from ..types import DType, TensorType
+
+
+def reduced_axes(op: str, axes, rank: int) -> tuple:
+    norm = tuple(normalize_axis(op, a, rank) for a in axes)
+    if len(set(norm)) != len(norm):
+        raise OpTypeError(f"{op}: repeated axis in {list(axes)}")
+    if not norm:
+        raise OpTypeError(f"{op}: axes must not be empty (list every axis to reduce all)")
+    return tuple(sorted(norm))
+
+
+class Reduce(OpDef):
+    kind = Kind.REDUCTION
+    family = "reduce"
+    num_inputs = 1
+    attrs = (Attr("axes", AttrKind.INTS), Attr("keepdims", AttrKind.BOOL, False))
+
+    def infer(self, x: TensorType, *, axes, keepdims):
+        if x.dtype is DType.bool:
+            raise OpTypeError(f"{self.name}: expects a numeric operand, got {x}")
+        ax = reduced_axes(self.name, axes, x.rank)
+        if keepdims:
+            shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
+        return TensorType(shape, x.dtype)
+
+    def reference(self, x, *, axes, keepdims):
+        return np.asarray(self.fn(x, axis=tuple(axes), keepdims=keepdims), dtype=x.dtype)
+
+
+@register
+class ReduceSum(Reduce):
+    name = "reduce_sum"
+    fn = staticmethod(np.sum)
+
+
+@register
+class ReduceMean(Reduce):
+    name = "reduce_mean"
+
+    def infer(self, x, **attrs):
+        require_float(self.name, x)
+        return super().infer(x, **attrs)
+
+    fn = staticmethod(np.mean)
+
+
+@register
+class ReduceMax(Reduce):
+    name = "reduce_max"
+    fn = staticmethod(np.max)
+
+
+@register
+class Softmax(OpDef):
+    """exp(x - max) / sum(exp(x - max)) along one axis (numerically stable)."""
+    name = "softmax"
+    kind = Kind.REDUCTION
+    family = "softmax"
+    num_inputs = 1
+    attrs = (Attr("axis", AttrKind.INT, -1),)
+
+    def infer(self, x: TensorType, *, axis):
+        require_float(self.name, x)
+        normalize_axis(self.name, axis, x.rank)
+        return x
+
+    def reference(self, x, *, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)

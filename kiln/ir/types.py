@@ -1,0 +1,163 @@
+"""Element types and tensor types of the IR.
+
+A dimension is an ``int`` or a symbol (a ``str``; the batch dimension is ``"N"``).
+Symbols are bound to integers when a graph runs (from the shapes of its inputs), so
+one compiled graph serves every batch size.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Mapping, Union
+
+import numpy as np
+
+Dim = Union[int, str]
+BATCH = "N"
+
+
+class DType(enum.Enum):
+    f32 = "f32"
+    f64 = "f64"
+    i32 = "i32"
+    i64 = "i64"
+    bool = "bool"
+
+    @property
+    def np(self) -> np.dtype:
+        return np.dtype(_TO_NUMPY[self])
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.f32, DType.f64)
+
+    @property
+    def itemsize(self) -> int:
+        return self.np.itemsize
+
+    @staticmethod
+    def from_numpy(dt) -> "DType":
+        dt = np.dtype(dt)
+        for k, v in _TO_NUMPY.items():
+            if np.dtype(v) == dt:
+                return k
+        raise TypeError(f"no kiln dtype for numpy dtype {dt} (expected one of "
+                        f"{', '.join(str(np.dtype(v)) for v in _TO_NUMPY.values())})")
+
+    @staticmethod
+    def parse(s: str) -> "DType":
+        try:
+            return DType(s)
+        except ValueError:
+            raise ValueError(f"unknown dtype {s!r} (expected one of "
+                             f"{', '.join(d.value for d in DType)})") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TO_NUMPY = {DType.f32: "float32", DType.f64: "float64", DType.i32: "int32",
+             DType.i64: "int64", DType.bool: "bool"}
+
+
+def is_symbol(d: Dim) -> bool:
+    return isinstance(d, str)
+
+
+def check_dim(d) -> Dim:
+    if isinstance(d, (bool, np.bool_)):
+        raise TypeError(f"dimension must be an int >= 0 or a symbol name, got {d!r}")
+    if isinstance(d, (int, np.integer)):
+        if d < 0:
+            raise ValueError(f"dimension must be >= 0, got {d}")
+        return int(d)
+    if isinstance(d, str) and d.isidentifier():
+        return d
+    raise TypeError(f"dimension must be an int >= 0 or a symbol name, got {d!r}")
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple
+    dtype: DType = DType.f32
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(check_dim(d) for d in self.shape))
+        if not isinstance(self.dtype, DType):
+            object.__setattr__(self, "dtype", DType.parse(str(self.dtype)))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def symbols(self) -> tuple:
+        return tuple(d for d in self.shape if is_symbol(d))
+
+    @property
+    def is_static(self) -> bool:
+        return not self.symbols
+
+    def concrete(self, bindings: Mapping[str, int]) -> tuple:
+        """The shape with every symbol replaced by its bound value."""
+        try:
+            return tuple(bindings[d] if is_symbol(d) else d for d in self.shape)
+        except KeyError as e:
+            raise ValueError(f"symbol {e.args[0]} of type {self} is not bound") from None
+
+    def with_shape(self, shape) -> "TensorType":
+        return TensorType(tuple(shape), self.dtype)
+
+    def with_dtype(self, dtype: DType) -> "TensorType":
+        return TensorType(self.shape, dtype)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
+
+
+def f32(*shape) -> TensorType:
+    return TensorType(shape, DType.f32)
+
+
+def numel(shape) -> "Affine":
+    """Number of elements of a shape as an affine-in-symbols product (see Affine)."""
+    return Affine.product(shape)
+
+
+class Affine:
+    """A monomial ``coeff * prod(symbols)``: element counts of symbolic shapes.
+
+    Used for reshape inference (``[N,28,28] -> [N,-1]`` gives ``-1 = 784``) and for
+    buffer sizes, which are linear in the batch dimension.
+    """
+
+    __slots__ = ("coeff", "syms")
+
+    def __init__(self, coeff: int, syms: tuple = ()):
+        self.coeff = coeff
+        self.syms = tuple(sorted(syms))
+
+    @staticmethod
+    def product(shape) -> "Affine":
+        c, s = 1, []
+        for d in shape:
+            if is_symbol(d):
+                s.append(d)
+            else:
+                c *= d
+        return Affine(c, tuple(s))
+
+    def evaluate(self, bindings: Mapping[str, int]) -> int:
+        v = self.coeff
+        for s in self.syms:
+            v *= bindings[s]
+        return v
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Affine) and (self.coeff, self.syms) == (other.coeff, other.syms)
+
+    def __hash__(self):
+        return hash((self.coeff, self.syms))
+
+    def __repr__(self) -> str:
+        return "*".join([str(self.coeff), *self.syms])
