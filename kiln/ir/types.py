@@ -125,7 +125,7 @@ def numel(shape) -> "Affine":
 
 
 class Affine:
-    """A monomial ``coeff * prod(symbols)``: element counts of symbolic shapes.
+    """A monomial ``coeff * prod(symbols)``: element counts and strides of symbolic shapes.
 
     Used for reshape inference (``[N,28,28] -> [N,-1]`` gives ``-1 = 784``) and for
     buffer sizes, which are linear in the batch dimension.
@@ -135,17 +135,31 @@ class Affine:
 
     def __init__(self, coeff: int, syms: tuple = ()):
         self.coeff = coeff
-        self.syms = tuple(sorted(syms))
+        self.syms = tuple(sorted(syms)) if coeff else ()
 
     @staticmethod
     def product(shape) -> "Affine":
         c, s = 1, []
         for d in shape:
-            if is_symbol(d):
+            if isinstance(d, Affine):
+                c *= d.coeff
+                s.extend(d.syms)
+            elif is_symbol(d):
                 s.append(d)
             else:
                 c *= d
         return Affine(c, tuple(s))
+
+    def __mul__(self, other) -> "Affine":
+        if isinstance(other, Affine):
+            return Affine(self.coeff * other.coeff, self.syms + other.syms)
+        if is_symbol(other):
+            return Affine(self.coeff, self.syms + (other,))
+        return Affine(self.coeff * int(other), self.syms)
+
+    @property
+    def is_const(self) -> bool:
+        return not self.syms or self.coeff == 0
 
     def evaluate(self, bindings: Mapping[str, int]) -> int:
         v = self.coeff

@@ -29,7 +29,10 @@ class Reshape(OpDef):
                 if s not in syms:
                     raise bad
                 syms.remove(s)
-            if syms or known.coeff == 0 or src.coeff % known.coeff:
+            if syms:
+                raise OpTypeError(f"{bad} (-1 would stand for {'*'.join([str(src.coeff // max(known.coeff, 1)), *syms])}; "
+                                  f"a dimension is an int or one symbol)")
+            if known.coeff == 0 or src.coeff % known.coeff:
                 raise bad
             fill = src.coeff // known.coeff
             shape = tuple(fill if d == -1 else d for d in shape)

@@ -1,0 +1,1 @@
+"""Code generation: CPU (LLVM via llvmlite) now; GPU (numba.cuda) in [gpu]."""

@@ -1,0 +1,173 @@
+"""Building blocks for emitting kernels with llvmlite: the dtype table, a function
+context that resolves symbolic dimensions at run time, counted loops, and strided
+element addressing.
+
+Every kernel has the signature ``void k(T* out..., T* in..., i64* dims)``: buffers
+first (outputs, then inputs; all ``noalias``), then the array of symbol values
+(``dims[i]`` is the value of the graph's i-th symbol, e.g. the batch size ``N``).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import llvmlite.ir as ll
+
+from ...ir.types import Affine, DType, TensorType, is_symbol
+
+I1 = ll.IntType(1)
+I8 = ll.IntType(8)
+I32 = ll.IntType(32)
+I64 = ll.IntType(64)
+F32 = ll.FloatType()
+F64 = ll.DoubleType()
+VOID = ll.VoidType()
+
+# the in-memory LLVM type of each dtype (bool is one byte, as numpy stores it)
+LLTYPE = {DType.f32: F32, DType.f64: F64, DType.i32: I32, DType.i64: I64, DType.bool: I8}
+
+
+def ptr(dt: DType) -> ll.PointerType:
+    return LLTYPE[dt].as_pointer()
+
+
+def const(dt: DType, v) -> ll.Constant:
+    t = LLTYPE[dt]
+    return ll.Constant(t, float(v) if dt.is_float else int(v))
+
+
+class KernelContext:
+    """One LLVM function under construction, with helpers for dims and loops."""
+
+    def __init__(self, module: ll.Module, name: str, arg_types: list, symbols: tuple,
+                 arg_names: list[str] | None = None):
+        self.module = module
+        self.symbols = symbols
+        fnty = ll.FunctionType(VOID, [*arg_types, I64.as_pointer()])
+        self.fn = ll.Function(module, fnty, name)
+        self.fn.linkage = "internal"
+        self.fn.attributes.add("nounwind")
+        for a, t in zip(self.fn.args, arg_types):
+            if isinstance(t, ll.PointerType):
+                a.add_attribute("noalias")
+        for a, n in zip(self.fn.args, (arg_names or []) + ["dims"]):
+            a.name = n
+        self.args = self.fn.args[:-1]
+        self.dims_ptr = self.fn.args[-1]
+        entry = self.fn.append_basic_block("entry")
+        self.b = ll.IRBuilder(entry)
+        self._dims: dict = {}
+
+    # -- symbolic sizes -----------------------------------------------------------------
+    def dim(self, d) -> ll.Value:
+        """An i64 for a dimension: a constant, or the symbol's run-time value."""
+        if not is_symbol(d):
+            return I64(int(d))
+        if d not in self._dims:
+            idx = self.symbols.index(d)
+            with self.b.goto_block(self.fn.entry_basic_block):
+                self.b.position_at_start(self.fn.entry_basic_block)
+                p = self.b.gep(self.dims_ptr, [I64(idx)], inbounds=True)
+                self._dims[d] = self.b.load(p, name=d)
+        return self._dims[d]
+
+    def affine(self, a: Affine) -> ll.Value:
+        v = I64(a.coeff)
+        for s in a.syms:
+            v = self.b.mul(v, self.dim(s), flags=["nsw"])
+        return v
+
+    def numel(self, shape) -> ll.Value:
+        return self.affine(Affine.product(shape))
+
+    # -- loops --------------------------------------------------------------------------
+    @contextmanager
+    def loop(self, stop: ll.Value, start: ll.Value | None = None, name: str = "i"):
+        """``for (i = start; i < stop; ++i)`` as a canonical loop with a phi induction."""
+        b = self.b
+        pre = b.block
+        header = b.append_basic_block(f"{name}.head")
+        body = b.append_basic_block(f"{name}.body")
+        end = b.append_basic_block(f"{name}.end")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64, name=name)
+        i.add_incoming(start if start is not None else I64(0), pre)
+        b.cbranch(b.icmp_signed("<", i, stop), body, end)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, I64(1), name=f"{name}.next", flags=["nsw", "nuw"])
+        i.add_incoming(nxt, b.block)
+        b.branch(header)
+        b.position_at_end(end)
+
+    # -- memory -------------------------------------------------------------------------
+    def load(self, base: ll.Value, index: ll.Value, dt: DType) -> ll.Value:
+        p = self.b.gep(base, [index], inbounds=True)
+        return self.b.load(p, align=dt.itemsize)
+
+    def store(self, value: ll.Value, base: ll.Value, index: ll.Value, dt: DType):
+        p = self.b.gep(base, [index], inbounds=True)
+        self.b.store(value, p, align=dt.itemsize)
+
+    def finish(self):
+        self.b.ret_void()
+        return self.fn
+
+
+def contiguous_strides(shape) -> list[Affine]:
+    """Row-major element strides of a shape, as monomials in the symbols."""
+    strides, acc = [], Affine(1)
+    for d in reversed(shape):
+        strides.append(acc)
+        acc = acc * d
+    return strides[::-1]
+
+
+def broadcast_strides(t: TensorType, out_shape) -> list[Affine]:
+    """Strides of ``t`` over the index space of ``out_shape`` (numpy broadcasting):
+    0 along broadcast dimensions."""
+    own = contiguous_strides(t.shape)
+    pad = len(out_shape) - t.rank
+    out = []
+    for k in range(len(out_shape)):
+        j = k - pad
+        if j < 0 or (t.shape[j] == 1 and out_shape[k] != 1):
+            out.append(Affine(0))
+        else:
+            out.append(own[j])
+    return out
+
+
+def collapse(shape, *strides_list):
+    """Merge adjacent dimensions that every operand walks contiguously, so that
+    ``f32[N,512] + f32[N,512]`` becomes one flat loop. Returns (shape, strides...)."""
+    shape = list(shape)
+    strides_list = [list(s) for s in strides_list]
+    k = len(shape) - 1
+    while k > 0:
+        if all(s[k - 1] == s[k] * shape[k] for s in strides_list):
+            merged = Affine.product([shape[k - 1], shape[k]])
+            shape[k - 1:k + 1] = [merged]
+            for s in strides_list:
+                s[k - 1:k + 1] = [s[k]]
+        k -= 1
+    return shape, strides_list
+
+
+def strided_nest(kc: KernelContext, shape, strides_list, body):
+    """Loop over ``shape`` (dims or Affine sizes); call ``body(offsets)`` innermost with
+    one i64 element offset per stride vector."""
+    sizes = [d if isinstance(d, Affine) else Affine.product([d]) for d in shape]
+    stride_vals = [[kc.affine(s) for s in strides] for strides in strides_list]
+
+    def rec(k, offs):
+        if k == len(sizes):
+            body(offs)
+            return
+        with kc.loop(kc.affine(sizes[k]), name=f"i{k}") as i:
+            nxt = [kc.b.add(o, kc.b.mul(i, sv[k], flags=["nsw"]), flags=["nsw"])
+                   if not (isinstance(sv[k], ll.Constant) and sv[k].constant == 0) else o
+                   for o, sv in zip(offs, stride_vals)]
+            rec(k + 1, nxt)
+
+    rec(0, [I64(0)] * len(strides_list))

@@ -1,0 +1,184 @@
+"""Kernel emitters, one per kernel family (an op names its family; see kiln/ir/opdef.py).
+
+``KERNELS[family](module, name, node, symbols)`` returns the kernel's LLVM function,
+whose signature is ``void name(out..., in..., i64* dims)`` (see emit.py). Families
+that need no code (``reshape`` aliases its input buffer, ``constant`` is a global)
+are handled by the module assembler instead.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from ...ir.opdef import normalize_axis
+from ...ir.types import Affine
+from .emit import (LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
+                   ptr, strided_nest)
+from .scalar import SCALAR
+
+
+def _context(module, name, node, symbols) -> KernelContext:
+    types = [ptr(o.type.dtype) for o in node.outputs] + [ptr(v.type.dtype) for v in node.inputs]
+    names = [f"out{i}" for i in range(len(node.outputs))] + [f"in{i}" for i in range(len(node.inputs))]
+    return KernelContext(module, name, types, symbols, names)
+
+
+def emit_elementwise(module, name, node, symbols, scalar: str | None = None, in_strides=None):
+    """out[i] = f(in0[s0(i)], in1[s1(i)], ...) over the output's index space, each
+    operand walked with its own strides (broadcast dims have stride 0)."""
+    kc = _context(module, name, node, symbols)
+    out_t = node.outputs[0].type
+    in_dt = node.inputs[0].type.dtype
+    strides = in_strides or [broadcast_strides(v.type, out_t.shape) for v in node.inputs]
+    shape, all_strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *strides)
+    fn = SCALAR[scalar or node.op.name]
+    attrs = node.attrs.as_dict()
+    out_ptr, in_ptrs = kc.args[0], kc.args[1:]
+
+    def body(offs):
+        xs = [kc.load(p, o, v.type.dtype) for p, o, v in zip(in_ptrs, offs[1:], node.inputs)]
+        kc.store(fn(kc.b, module, xs, in_dt, attrs), out_ptr, offs[0], out_t.dtype)
+
+    strided_nest(kc, shape, all_strides, body)
+    return kc.finish()
+
+
+def emit_transpose(module, name, node, symbols):
+    x = node.inputs[0].type
+    own = contiguous_strides(x.shape)
+    perm = node.attrs["perm"]
+    return emit_elementwise(module, name, node, symbols, scalar="copy",
+                            in_strides=[[own[p] for p in perm]])
+
+
+_IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf")}
+
+
+def emit_reduce(module, name, node, symbols):
+    """Initialize the output with the identity, then accumulate every input element into
+    the output element it reduces to (output strides are 0 along reduced axes)."""
+    kc = _context(module, name, node, symbols)
+    b = kc.b
+    x_t, out_t = node.inputs[0].type, node.outputs[0].type
+    dt = x_t.dtype
+    out_ptr, in_ptr = kc.args
+    op = node.op.name
+    axes = sorted(normalize_axis(op, a, x_t.rank) for a in node.attrs["axes"])
+
+    ident = _IDENTITY[op]
+    if not dt.is_float and op == "reduce_max":
+        ident = -(2 ** (8 * dt.itemsize - 1))
+    with kc.loop(kc.numel(out_t.shape), name="init") as i:
+        kc.store(const(dt, ident), out_ptr, i, dt)
+
+    kept = [d for k, d in enumerate(x_t.shape) if k not in axes]
+    kept_strides = iter(contiguous_strides(kept))
+    out_strides = [Affine(0) if k in axes else next(kept_strides) for k in range(x_t.rank)]
+    shape, strides = collapse(x_t.shape, contiguous_strides(x_t.shape), out_strides)
+    flags = ["reassoc", "nsz"] if dt.is_float else []
+
+    def body(offs):
+        x = kc.load(in_ptr, offs[0], dt)
+        acc = kc.load(out_ptr, offs[1], dt)
+        if op == "reduce_max":
+            r = (b.call(module.declare_intrinsic("llvm.maximum", [x.type], ll.FunctionType(x.type, [x.type, x.type])), [acc, x]) if dt.is_float
+                 else b.select(b.icmp_signed(">", x, acc), x, acc))
+        else:
+            r = b.fadd(acc, x, flags=flags) if dt.is_float else b.add(acc, x)
+        kc.store(r, out_ptr, offs[1], dt)
+
+    strided_nest(kc, shape, strides, body)
+    if op == "reduce_mean":
+        count = kc.affine(Affine.product([x_t.shape[a] for a in axes]))
+        scale = b.fdiv(const(dt, 1), b.sitofp(count, LLTYPE[dt]))
+        with kc.loop(kc.numel(out_t.shape), name="mean") as i:
+            kc.store(b.fmul(kc.load(out_ptr, i, dt), scale), out_ptr, i, dt)
+    return kc.finish()
+
+
+def emit_softmax(module, name, node, symbols):
+    """Per slice along ``axis``: m = max, e = exp(x - m) (stored), out = e / sum(e)."""
+    kc = _context(module, name, node, symbols)
+    b = kc.b
+    t = node.inputs[0].type
+    dt = t.dtype
+    ax = normalize_axis("softmax", node.attrs["axis"], t.rank)
+    outer = kc.numel(t.shape[:ax])
+    r = kc.dim(t.shape[ax])
+    inner = kc.numel(t.shape[ax + 1:])
+    out_ptr, in_ptr = kc.args
+    exp = module.declare_intrinsic("llvm.exp", [LLTYPE[dt]])
+    mx = module.declare_intrinsic("llvm.maximum", [LLTYPE[dt]],
+                                  ll.FunctionType(LLTYPE[dt], [LLTYPE[dt]] * 2))
+    flags = ["reassoc", "nsz"]
+    with kc.loop(outer, name="o") as o:
+        with kc.loop(inner, name="j") as j:
+            base = b.add(b.mul(o, b.mul(r, inner)), j)
+
+            def at(k):
+                return b.add(base, b.mul(k, inner))
+
+            with b.goto_entry_block():
+                m_slot = b.alloca(LLTYPE[dt])
+                s_slot = b.alloca(LLTYPE[dt])
+            b.store(const(dt, float("-inf")), m_slot)
+            b.store(const(dt, 0.0), s_slot)
+            with kc.loop(r, name="k1") as k:
+                b.store(b.call(mx, [b.load(m_slot), kc.load(in_ptr, at(k), dt)]), m_slot)
+            m = b.load(m_slot)
+            with kc.loop(r, name="k2") as k:
+                e = b.call(exp, [b.fsub(kc.load(in_ptr, at(k), dt), m)])
+                kc.store(e, out_ptr, at(k), dt)
+                b.store(b.fadd(b.load(s_slot), e, flags=flags), s_slot)
+            inv = b.fdiv(const(dt, 1.0), b.load(s_slot))
+            with kc.loop(r, name="k3") as k:
+                kc.store(b.fmul(kc.load(out_ptr, at(k), dt), inv), out_ptr, at(k), dt)
+    return kc.finish()
+
+
+def emit_matmul(module, name, node, symbols):
+    """C[b] = A[b] @ B[b] for every (broadcast) batch index b: zero a row of C, then
+    for each k add A[i,k] * B[k,:] to it; the innermost loop runs along contiguous
+    rows of B and C so it vectorizes. (Blocked microkernels: [cpu-speed].)"""
+    kc = _context(module, name, node, symbols)
+    b = kc.b
+    a_t, b_t = node.inputs[0].type, node.inputs[1].type
+    c_t = node.outputs[0].type
+    dt = c_t.dtype
+    c_ptr, a_ptr, b_ptr = kc.args
+    M, K, P = a_t.shape[-2], a_t.shape[-1], b_t.shape[-1]
+    batch = c_t.shape[:-2]
+    a_bs = broadcast_strides(a_t.with_shape(a_t.shape[:-2]), batch)
+    b_bs = broadcast_strides(b_t.with_shape(b_t.shape[:-2]), batch)
+    a_mat, b_mat, c_mat = Affine.product([M, K]), Affine.product([K, P]), Affine.product([M, P])
+    a_bs = [s * a_mat for s in a_bs]
+    b_bs = [s * b_mat for s in b_bs]
+    c_bs = [s * c_mat for s in contiguous_strides(batch)]
+    Mv, Kv, Pv = kc.dim(M), kc.dim(K), kc.dim(P)
+    flags = ["contract"]
+
+    def body(offs):
+        c0, a0, b0 = offs
+        with kc.loop(Mv, name="m") as i:
+            crow = b.add(c0, b.mul(i, Pv))
+            arow = b.add(a0, b.mul(i, Kv))
+            with kc.loop(Pv, name="z") as j:
+                kc.store(const(dt, 0.0), c_ptr, b.add(crow, j), dt)
+            with kc.loop(Kv, name="k") as k:
+                aik = kc.load(a_ptr, b.add(arow, k), dt)
+                brow = b.add(b0, b.mul(k, Pv))
+                with kc.loop(Pv, name="n") as j:
+                    ci = b.add(crow, j)
+                    prod = b.fmul(aik, kc.load(b_ptr, b.add(brow, j), dt), flags=flags)
+                    kc.store(b.fadd(kc.load(c_ptr, ci, dt), prod, flags=flags), c_ptr, ci, dt)
+
+    strided_nest(kc, batch, [c_bs, a_bs, b_bs], body)
+    return kc.finish()
+
+
+KERNELS = {
+    "elementwise": emit_elementwise,
+    "transpose": emit_transpose,
+    "reduce": emit_reduce,
+    "softmax": emit_softmax,
+    "matmul": emit_matmul,
+}
