@@ -137,7 +137,7 @@ class _Parser:
             return t.text  # a symbol (shape attrs) or a dtype name
         if t.kind == "str":
             self.next()
-            return re.sub(r"\\(.)", r"\1", t.text[1:-1])
+            return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), t.text[1:-1])
         if self.accept("["):
             items = []
             if not self.accept("]"):

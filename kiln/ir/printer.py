@@ -43,7 +43,7 @@ def fmt_attr(v) -> str:
     if isinstance(v, float):
         return fmt_float(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(v, DType):
         return v.value
     if isinstance(v, tuple):  # ints, or a shape whose symbols print bare: [N, -1]

@@ -81,8 +81,8 @@ class KernelContext:
 
     # -- loops --------------------------------------------------------------------------
     @contextmanager
-    def loop(self, stop: ll.Value, start: ll.Value | None = None, name: str = "i"):
-        """``for (i = start; i < stop; ++i)`` as a canonical loop with a phi induction."""
+    def loop(self, stop: ll.Value, start: ll.Value | None = None, name: str = "i", step: int = 1):
+        """``for (i = start; i < stop; i += step)`` as a canonical loop with a phi induction."""
         b = self.b
         pre = b.block
         header = b.append_basic_block(f"{name}.head")
@@ -95,7 +95,7 @@ class KernelContext:
         b.cbranch(b.icmp_signed("<", i, stop), body, end)
         b.position_at_end(body)
         yield i
-        nxt = b.add(i, I64(1), name=f"{name}.next", flags=["nsw", "nuw"])
+        nxt = b.add(i, I64(step), name=f"{name}.next", flags=["nsw", "nuw"])
         i.add_incoming(nxt, b.block)
         b.branch(header)
         b.position_at_end(end)

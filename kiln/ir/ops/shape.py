@@ -29,12 +29,16 @@ class Reshape(OpDef):
                 if s not in syms:
                     raise bad
                 syms.remove(s)
-            if syms:
-                raise OpTypeError(f"{bad} (-1 would stand for {'*'.join([str(src.coeff // max(known.coeff, 1)), *syms])}; "
+            if len(syms) == 1 and src.coeff == known.coeff:
+                fill = syms[0]          # [N,7,33] -> [-1,7,33]: -1 stands for N
+            elif syms:
+                raise OpTypeError(f"{bad} (-1 would stand for "
+                                  f"{'*'.join([str(src.coeff // max(known.coeff, 1)), *syms])}; "
                                   f"a dimension is an int or one symbol)")
-            if known.coeff == 0 or src.coeff % known.coeff:
+            elif known.coeff == 0 or src.coeff % known.coeff:
                 raise bad
-            fill = src.coeff // known.coeff
+            else:
+                fill = src.coeff // known.coeff
             shape = tuple(fill if d == -1 else d for d in shape)
         elif Affine.product(shape) != src:
             raise bad

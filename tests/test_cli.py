@@ -1,0 +1,104 @@
+"""The `kiln` command line: kiln dump on model files and .kir files."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import kiln
+from kiln.cli import main
+
+GRAPH_FILE = textwrap.dedent('''
+    import numpy as np
+    from kiln.ir import Graph, TensorType
+
+    def build():
+        g = Graph("tiny")
+        x = g.add_input("x", TensorType(("N", 8)))
+        w = g.add_param("w", np.ones((8, 4), np.float32))
+        two = g.add_param("two", np.full((4,), 2.0, np.float32))
+        scale = g.op("mul", two, two)          # folded at compile time
+        g.set_outputs([g.op("relu", g.op("mul", g.op("matmul", x, w), scale))])
+        return g
+
+    graph = build()
+    not_a_model = 42
+''')
+
+
+@pytest.fixture
+def spec(tmp_path):
+    p = tmp_path / "models.py"
+    p.write_text(GRAPH_FILE)
+    return str(p)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dump_prints_final_ir_that_parses_back(spec, capsys):
+    code, out, _ = run(capsys, "dump", spec + ":build")
+    assert code == 0
+    assert out.startswith("graph @tiny(%x: f32[N,8]) -> f32[N,4] {")
+    assert "= mul(%two, %two)" not in out          # constant-folded away
+    assert str(kiln.ir.parse(out)) == out
+
+
+def test_dump_after_all_shows_every_stage(spec, capsys):
+    code, out, _ = run(capsys, "dump", spec + ":graph", "--after", "all")
+    assert code == 0
+    stages = [l for l in out.splitlines() if l.startswith("# after ")]
+    assert stages == ["# after lower", "# after constfold", "# after dce"]
+    lowered = out.split("# after constfold")[0].split("# after lower\n")[1]
+    assert "%0: f32[4] = mul(%two, %two)" in lowered
+
+
+def test_dump_after_one_pass_and_unknown_pass(spec, capsys):
+    code, out, _ = run(capsys, "dump", spec + ":graph", "--after", "lower")
+    assert code == 0 and "mul(%two, %two)" in out
+    code, _, err = run(capsys, "dump", spec + ":graph", "--after", "fusion")
+    assert code == 2 and "no stage 'fusion'; the stages are: lower, constfold, dce, all" in err
+
+
+def test_dump_llvm_and_asm(spec, capsys):
+    code, out, _ = run(capsys, "dump", spec + ":graph", "--llvm", "--asm")
+    assert code == 0
+    assert 'define void @"kiln_main"' in out or "define void @kiln_main" in out
+    assert "kiln_main:" in out  # the assembly label of the entry
+
+
+def test_dump_kir_file_roundtrip(spec, tmp_path, capsys):
+    _, out, _ = run(capsys, "dump", spec + ":graph", "--after", "lower")
+    kir = tmp_path / "g.kir"
+    kir.write_text(out)
+    code, again, _ = run(capsys, "dump", str(kir), "--passes", "")
+    assert code == 0 and again == out
+    code, asm, _ = run(capsys, "dump", str(kir), "--asm")  # codegen needs no weight values
+    assert code == 0 and "kiln_main" in asm
+
+
+@pytest.mark.parametrize("arg,msg", [
+    ("missing.py:m", "missing.py: no such file"),
+    ("{spec}:nope", "defines no 'nope' (it defines: "),
+    ("{spec}:not_a_model", "expected a kiln model or kiln.ir.Graph"),
+    ("{spec}", "expected path/to/file.py:NAME or a .kir file"),
+])
+def test_dump_errors(spec, capsys, arg, msg):
+    code, _, err = run(capsys, "dump", arg.format(spec=spec))
+    assert code == 2 and msg in err
+
+
+def test_bad_kir_file_reports_line_and_column(tmp_path, capsys):
+    kir = tmp_path / "bad.kir"
+    kir.write_text("graph @g(%x: f32[N,2]) -> f32[N,2] {\n  %0: f32[N,2] = frobnicate(%x)\n  return %0\n}\n")
+    code, _, err = run(capsys, "dump", str(kir))
+    assert code == 2 and "line 2, column 18: unknown op 'frobnicate'" in err
+
+
+def test_console_script_entry_point(spec):
+    r = subprocess.run([sys.executable, "-m", "kiln.cli", "dump", spec + ":graph"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("graph @tiny")
