@@ -164,7 +164,14 @@ class OpDef:
     kind: ClassVar[Kind] = Kind.OPAQUE
     family: ClassVar[str] = "opaque"
     num_inputs: ClassVar[int | None] = None   # None: variadic
-    vjp = None  # filled by [training]: (node, cotangents, graph) -> input cotangents
+
+    # Reverse-mode rule, declared next to the op ([training] fills these in):
+    #     vjp(self, g, inputs, outputs, cotangents, **attrs) -> list[Value | None]
+    # ``g`` is the graph being built; ``inputs``/``outputs`` are the node's values in
+    # it; ``cotangents`` holds one Value per output (None where no gradient flows).
+    # Return one cotangent per input, built with ``g.op(...)`` (None: not differentiable,
+    # e.g. integer operands). The backward graph is ordinary IR.
+    vjp = None
 
     def make_attrs(self, given: dict) -> Attrs:
         specs = {a.name: a for a in self.attrs}

@@ -1,6 +1,7 @@
 """Kernel emitters, one per kernel family (an op names its family; see kiln/ir/opdef.py).
 
-``KERNELS[family](module, name, node, symbols)`` returns the kernel's LLVM function,
+``KERNELS[family](module, name, node, symbols)`` (registered with ``@kernel(family)``;
+other kernel modules register theirs the same way) returns the kernel's LLVM function,
 whose signature is ``void name(out..., in..., i64* dims)`` (see emit.py). Families
 that need no code (``reshape`` aliases its input buffer, ``constant`` is a global)
 are handled by the module assembler instead.
@@ -16,16 +17,31 @@ from .emit import (LLTYPE, KernelContext, broadcast_strides, collapse, const, co
 from .scalar import SCALAR
 
 
-def _context(module, name, node, symbols) -> KernelContext:
+KERNELS: dict = {}
+
+
+def kernel(family: str):
+    """Register the emitter of a kernel family."""
+    def deco(fn):
+        if family in KERNELS:
+            raise ValueError(f"kernel family {family!r} registered twice")
+        KERNELS[family] = fn
+        return fn
+    return deco
+
+
+def kernel_context(module, name, node, symbols) -> KernelContext:
+    """The function for a node's kernel: outputs then inputs, then dims."""
     types = [ptr(o.type.dtype) for o in node.outputs] + [ptr(v.type.dtype) for v in node.inputs]
     names = [f"out{i}" for i in range(len(node.outputs))] + [f"in{i}" for i in range(len(node.inputs))]
     return KernelContext(module, name, types, symbols, names)
 
 
+@kernel("elementwise")
 def emit_elementwise(module, name, node, symbols, scalar: str | None = None, in_strides=None):
     """out[i] = f(in0[s0(i)], in1[s1(i)], ...) over the output's index space, each
     operand walked with its own strides (broadcast dims have stride 0)."""
-    kc = _context(module, name, node, symbols)
+    kc = kernel_context(module, name, node, symbols)
     out_t = node.outputs[0].type
     in_dt = node.inputs[0].type.dtype
     strides = in_strides or [broadcast_strides(v.type, out_t.shape) for v in node.inputs]
@@ -42,6 +58,7 @@ def emit_elementwise(module, name, node, symbols, scalar: str | None = None, in_
     return kc.finish()
 
 
+@kernel("transpose")
 def emit_transpose(module, name, node, symbols):
     x = node.inputs[0].type
     own = contiguous_strides(x.shape)
@@ -53,10 +70,11 @@ def emit_transpose(module, name, node, symbols):
 _IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf")}
 
 
+@kernel("reduce")
 def emit_reduce(module, name, node, symbols):
     """Initialize the output with the identity, then accumulate every input element into
     the output element it reduces to (output strides are 0 along reduced axes)."""
-    kc = _context(module, name, node, symbols)
+    kc = kernel_context(module, name, node, symbols)
     b = kc.b
     x_t, out_t = node.inputs[0].type, node.outputs[0].type
     dt = x_t.dtype
@@ -95,9 +113,10 @@ def emit_reduce(module, name, node, symbols):
     return kc.finish()
 
 
+@kernel("softmax")
 def emit_softmax(module, name, node, symbols):
     """Per slice along ``axis``: m = max, e = exp(x - m) (stored), out = e / sum(e)."""
-    kc = _context(module, name, node, symbols)
+    kc = kernel_context(module, name, node, symbols)
     b = kc.b
     t = node.inputs[0].type
     dt = t.dtype
@@ -135,11 +154,12 @@ def emit_softmax(module, name, node, symbols):
     return kc.finish()
 
 
+@kernel("matmul")
 def emit_matmul(module, name, node, symbols):
     """C[b] = A[b] @ B[b] for every (broadcast) batch index b: zero a row of C, then
     for each k add A[i,k] * B[k,:] to it; the innermost loop runs along contiguous
     rows of B and C so it vectorizes. (Blocked microkernels: [cpu-speed].)"""
-    kc = _context(module, name, node, symbols)
+    kc = kernel_context(module, name, node, symbols)
     b = kc.b
     a_t, b_t = node.inputs[0].type, node.inputs[1].type
     c_t = node.outputs[0].type
@@ -173,12 +193,3 @@ def emit_matmul(module, name, node, symbols):
 
     strided_nest(kc, batch, [c_bs, a_bs, b_bs], body)
     return kc.finish()
-
-
-KERNELS = {
-    "elementwise": emit_elementwise,
-    "transpose": emit_transpose,
-    "reduce": emit_reduce,
-    "softmax": emit_softmax,
-    "matmul": emit_matmul,
-}
