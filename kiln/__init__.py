@@ -2,5 +2,7 @@
 from . import ir
 from .ir import interpret
 from .runtime import Executable, compile
+from . import activations, initializers, layers, models, ops, utils  # frontend
+from .frontend import Input, Sequential, lower  # frontend
 
 __version__ = "0.1.0"

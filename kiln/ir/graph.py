@@ -43,12 +43,17 @@ class Value:
 
 
 class Node:
-    __slots__ = ("op", "inputs", "attrs", "outputs")
+    """An op applied to values. ``regions`` holds nested graphs (a ``fusion`` node's
+    body); a region is isolated from above: it sees only its own inputs, which the
+    node's operands bind."""
+    __slots__ = ("op", "inputs", "attrs", "outputs", "regions")
 
-    def __init__(self, op: OpDef, inputs: tuple, attrs: Attrs, out_types: Sequence[TensorType]):
+    def __init__(self, op: OpDef, inputs: tuple, attrs: Attrs, out_types: Sequence[TensorType],
+                 regions: tuple = ()):
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = attrs
+        self.regions = tuple(regions)
         self.outputs = tuple(Value(t, "node", producer=self, index=i) for i, t in enumerate(out_types))
 
     @property
@@ -61,9 +66,12 @@ class Node:
         return f"<Node {self.op.name}({len(self.inputs)} inputs)>"
 
 
-def infer_types(op: OpDef, types: Sequence[TensorType], attrs: Attrs) -> tuple:
+def infer_types(op: OpDef, types: Sequence[TensorType], attrs: Attrs, regions: tuple = ()) -> tuple:
     op.check_arity(len(types))
-    out = op.infer(*types, **attrs.as_dict())
+    if len(regions) != op.num_regions:
+        raise OpTypeError(f"{op.name}: expects {op.num_regions} region(s), got {len(regions)}")
+    extra = {"regions": tuple(regions)} if op.num_regions else {}
+    out = op.infer(*types, **attrs.as_dict(), **extra)
     return out if isinstance(out, tuple) else (out,)
 
 
@@ -125,14 +133,16 @@ class Graph:
             name = f"{base}.{i}"
         return name
 
-    def make_node(self, op: str | OpDef, inputs: Sequence[Value], attrs: dict | Attrs | None = None) -> Node:
+    def make_node(self, op: str | OpDef, inputs: Sequence[Value], attrs: dict | Attrs | None = None,
+                  regions: tuple = ()) -> Node:
         """Create (not append) a node, inferring its output types."""
         opdef = get_op(op) if isinstance(op, str) else op
         for i, v in enumerate(inputs):
             if not isinstance(v, Value):
                 raise OpTypeError(f"{opdef.name}: operand {i} must be an IR Value, got {type(v).__name__}")
         a = attrs if isinstance(attrs, Attrs) else opdef.make_attrs(dict(attrs or {}))
-        return Node(opdef, tuple(inputs), a, infer_types(opdef, [v.type for v in inputs], a))
+        return Node(opdef, tuple(inputs), a, infer_types(opdef, [v.type for v in inputs], a, regions),
+                    regions)
 
     def op(self, op: str, *inputs: Value, **attrs):
         """Append a node; return its output (or a tuple for several outputs)."""
@@ -189,7 +199,7 @@ class Graph:
             ins = [env[v] for v in n.inputs]
             repl = rewrite(g, n, ins) if rewrite else None
             if repl is None:
-                nn = Node(n.op, tuple(ins), n.attrs, [o.type for o in n.outputs])
+                nn = Node(n.op, tuple(ins), n.attrs, [o.type for o in n.outputs], n.regions)
                 g.nodes.append(nn)
                 repl = nn.outputs
             if len(repl) != len(n.outputs):

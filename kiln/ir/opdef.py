@@ -164,6 +164,7 @@ class OpDef:
     kind: ClassVar[Kind] = Kind.OPAQUE
     family: ClassVar[str] = "opaque"
     num_inputs: ClassVar[int | None] = None   # None: variadic
+    num_regions: ClassVar[int] = 0            # >0: infer/reference also get regions=(Graph, ...)
 
     # Reverse-mode rule, declared next to the op ([training] fills these in):
     #     vjp(self, g, inputs, outputs, cotangents, **attrs) -> list[Value | None]

@@ -1,0 +1,29 @@
+"""Lowering a model to the IR: ``kiln.lower(model) -> kiln.ir.Graph``.
+
+The graph is named after the model, has one input per model input (named after the
+``Input``, typed ``f32[N, *shape]``; the batch dimension is the symbol ``N``), one
+``param`` per weight the layers use (``%dense.kernel`` ..., holding its current value),
+the layers' ops in call order, and the model's outputs.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ir.types import TensorType
+from .naming import ir_name
+from .shapes import to_ir_shape
+
+
+def lower(model, training: bool = False) -> Graph:
+    """Lower a built model (e.g. ``kiln.Sequential``) to an inference graph."""
+    if training:
+        raise NotImplementedError("training graphs come with the [training] work: "
+                                  "kiln.lower(model, training=True) is not available yet "
+                                  "(lower with training=False for inference)")
+    specs = model._input_specs()
+    g = Graph(name=ir_name(model.name))
+    inputs = [g.add_input(ir_name(name), TensorType(to_ir_shape(shape), dtype))
+              for name, shape, dtype in specs]
+    with g.building():
+        outputs = model._trace(inputs, training=False)
+    g.set_outputs(outputs)
+    return g

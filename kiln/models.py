@@ -1,0 +1,4 @@
+"""``kiln.models``: Keras-style models (see kiln/frontend/models)."""
+from .frontend.models import Sequential  # noqa: F401
+
+__all__ = ["Sequential"]
