@@ -102,3 +102,23 @@ def test_console_script_entry_point(spec):
     r = subprocess.run([sys.executable, "-m", "kiln.cli", "dump", spec + ":graph"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("graph @tiny")
+
+
+MODEL_FILE = textwrap.dedent('''
+    import kiln
+
+    model = kiln.Sequential([kiln.Input(shape=(784,)),
+                             kiln.layers.Dense(512, activation="relu"),
+                             kiln.layers.Dense(512, activation="relu"),
+                             kiln.layers.Dense(10, activation="softmax")])
+''')
+
+
+def test_dump_keras_style_model_file(tmp_path, capsys):
+    p = tmp_path / "mlp.py"
+    p.write_text(MODEL_FILE)
+    code, out, _ = run(capsys, "dump", f"{p}:model", "--after", "all", "--asm")
+    assert code == 0
+    assert "# after lower\ngraph @sequential(%input_layer: f32[N,784]) -> f32[N,10] {" in out
+    assert "matmul(%input_layer, %dense.kernel)" in out
+    assert "softmax(" in out and "kiln_main:" in out
