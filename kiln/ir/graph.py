@@ -97,6 +97,9 @@ class Graph:
         self.param_values: dict[str, np.ndarray] = {}
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
+        # memory plan (kiln/passes/memory.py): arena value -> byte offset (a Poly);
+        # None until planned. Any rewrite drops it (rebuild does not carry it).
+        self.arena: dict | None = None
 
     # -- building ---------------------------------------------------------------------
     def add_input(self, name: str, type: TensorType) -> Value:
@@ -213,7 +216,13 @@ class Graph:
         return g
 
     def copy(self) -> "Graph":
-        return self.rebuild()
+        """A copy (new values); carries the memory plan over to the copied values."""
+        g = self.rebuild()
+        if self.arena is not None:
+            mapping = dict(zip((v for n in self.nodes for v in n.outputs),
+                               (v for n in g.nodes for v in n.outputs)))
+            g.arena = {mapping[v]: off for v, off in self.arena.items()}
+        return g
 
     def __str__(self) -> str:
         from .printer import print_graph

@@ -55,7 +55,8 @@ def interpret(g: Graph, *inputs, params: Mapping[str, np.ndarray] | None = None)
             raise ValueError(f"param %{name} has no value (pass params={{'{name}': array}})")
         env[v] = np.asarray(val)
     for n in g.nodes:
-        res = n.op.reference(*(env[v] for v in n.inputs), **concrete_attrs(n, bindings))
+        extra = {"regions": n.regions} if n.regions else {}
+        res = n.op.reference(*(env[v] for v in n.inputs), **concrete_attrs(n, bindings), **extra)
         res = res if isinstance(res, tuple) else (res,)
         for o, r in zip(n.outputs, res):
             r = np.asarray(r)

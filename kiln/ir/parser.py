@@ -11,7 +11,7 @@ import numpy as np
 
 from .graph import Graph, Value
 from .opdef import OPS, OpTypeError
-from .types import DType, TensorType
+from .types import DType, Poly, TensorType
 
 
 class ParseError(ValueError):
@@ -32,7 +32,7 @@ _TOKEN = re.compile(r"""
   | (?P<num>[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)|-inf\b)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<str>"(?:[^"\\\n]|\\.)*")
-  | (?P<punct>[(){}\[\],:=<])
+  | (?P<punct>[(){}\[\],:=<^*])
 """, re.VERBOSE)
 
 
@@ -225,7 +225,9 @@ class _Parser:
             if any(b[0].text == vt.text for b in binders):
                 raise self.error(f"value {vt.text} is defined twice", vt)
             self.expect(":")
-            binders.append((vt, self.type()))
+            ty = self.type()
+            at = self.arena_offset() if self.peek().text == "@arena" else None
+            binders.append((vt, ty, at))
             if not self.accept(","):
                 break
         self.expect("=")
@@ -242,7 +244,7 @@ class _Parser:
                     break
                 self.expect(",")
         attrs = {}
-        if self.peek().text == "{":
+        if self.peek().text == "{" and self.toks[self.i + 1].text != "^":
             self.next()
             while True:
                 at = self.expect(kind="ident")
@@ -260,17 +262,78 @@ class _Parser:
                 attrs["value"] = (np.array(v, dtype=bt.dtype.np).reshape(bt.shape), at)
             except (ValueError, TypeError) as e:
                 raise self.error(f"constant value does not fit {bt}: {e}", at) from None
+        regions = []
+        while self.peek().text == "{" and self.toks[self.i + 1].text == "^":
+            regions.append(self.region())
         try:
-            n = g.make_node(op, ins, {k: v for k, (v, _) in attrs.items()})
+            n = g.make_node(op, ins, {k: v for k, (v, _) in attrs.items()}, tuple(regions))
         except OpTypeError as e:
             raise self.error(str(e), optok) from None
         if len(n.outputs) != len(binders):
             raise self.error(f"{op.name} has {len(n.outputs)} output(s), {len(binders)} written", optok)
-        for (vt, ty), o in zip(binders, n.outputs):
+        for (vt, ty, at), o in zip(binders, n.outputs):
             if o.type != ty:
                 raise self.error(f"type of {vt.text} is written {ty}, but {op.name} gives {o.type}", vt)
             env[vt.text] = o
+            if at is not None:
+                if g.arena is None:
+                    g.arena = {}
+                g.arena[o] = at
         g.nodes.append(n)
+
+
+    def arena_offset(self) -> Poly:
+        """``@arena[2048*N+64]``: a memory-plan offset, a sum of terms ``c*sym*...``."""
+        self.next()
+        self.expect("[")
+        terms: dict = {}
+        while True:
+            t = self.expect(kind="num")
+            if not re.fullmatch(r"[-+]?\d+", t.text):
+                raise self.error(f"expected an integer coefficient, got {t.text!r}", t)
+            syms = []
+            while self.accept("*"):
+                syms.append(self.expect(kind="ident").text)
+            key = tuple(sorted(syms))
+            terms[key] = terms.get(key, 0) + int(t.text)
+            if self.accept("]"):
+                return Poly(terms)
+            if self.peek().kind != "num" or self.peek().text[0] not in "+-":
+                raise self.error(f"expected '+term', '-term' or ']', got {self.peek().text!r}")
+
+    def region(self) -> Graph:
+        """``{ ^(%p0: T, ...): nodes... yield %v, ... }`` -- isolated from above."""
+        self.expect("{")
+        self.expect("^")
+        r = Graph("region")
+        env: dict = {}
+        self.expect("(")
+        if not self.accept(")"):
+            while True:
+                vt = self.expect(kind="value")
+                self.define(env, vt)
+                self.expect(":")
+                try:
+                    env[vt.text] = r.add_input(vt.text[1:], self.type())
+                except ValueError as e:
+                    raise self.error(str(e), vt) from None
+                if self.accept(")"):
+                    break
+                self.expect(",")
+        self.expect(":")
+        while self.peek().kind == "value":
+            self.node(r, env)
+        yt = self.peek()
+        if yt.text != "yield":
+            got = repr(yt.text) if yt.kind != "eof" else "end of input"
+            raise self.error(f"expected a node or 'yield' in the region, got {got}")
+        self.next()
+        outs = [self.use(env)]
+        while self.accept(","):
+            outs.append(self.use(env))
+        r.set_outputs(outs)
+        self.expect("}")
+        return r
 
 
 def parse(text: str) -> Graph:

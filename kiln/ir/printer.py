@@ -21,7 +21,9 @@ from .opdef import fmt_float
 from .types import DType
 
 
-def value_names(g) -> dict:
+def value_names(g, prefix: str = "") -> dict:
+    """Print names: inputs and params by name, node outputs numbered in order (inside a
+    region, prefixed with the owning node's name: ``%3.0``, ``%3.1``, ...)."""
     names = {}
     for v in g.inputs:
         names[v] = "%" + v.name
@@ -30,7 +32,7 @@ def value_names(g) -> dict:
     i = 0
     for n in g.nodes:
         for o in n.outputs:
-            names[o] = f"%{i}"
+            names[o] = f"%{prefix}{i}"
             i += 1
     return names
 
@@ -62,13 +64,38 @@ def _fmt_array(a: np.ndarray) -> str:
     return "[" + ", ".join(_fmt_array(e) for e in a) + "]"
 
 
-def fmt_node(n, names) -> str:
-    outs = ", ".join(f"{names[o]}: {o.type}" for o in n.outputs)
+def fmt_node(n, names, arena=None) -> str:
+    def binder(o):
+        at = f" @arena[{arena[o]}]" if arena and o in arena else ""
+        return f"{names[o]}: {o.type}{at}"
+    outs = ", ".join(binder(o) for o in n.outputs)
     args = ", ".join(names.get(v, "%<undefined>") for v in n.inputs)
     s = f"{outs} = {n.op.name}({args})"
     if n.attrs.items():
         s += " {" + ", ".join(f"{k}={fmt_attr(v)}" for k, v in n.attrs.items()) + "}"
     return s
+
+
+def _node_lines(n, names, indent: str, arena=None) -> list:
+    head = indent + fmt_node(n, names, arena)
+    if not n.regions:
+        return [head]
+    lines = [head + " {"]
+    prefix = names[n.outputs[0]][1:] + "." if n.outputs else "r."
+    for r in n.regions:
+        lines += _region_lines(r, prefix, indent + "  ")
+    lines.append(indent + "}")
+    return lines
+
+
+def _region_lines(r, prefix: str, indent: str) -> list:
+    """A region: ``^(%p0: T, ...):``, its nodes, ``yield`` its results."""
+    names = value_names(r, prefix)
+    lines = [indent + "^(" + ", ".join(f"{names[v]}: {v.type}" for v in r.inputs) + "):"]
+    for n in r.nodes:
+        lines += _node_lines(n, names, indent)
+    lines.append(indent + "yield " + ", ".join(names.get(v, "%<undefined>") for v in r.outputs))
+    return lines
 
 
 def print_graph(g) -> str:
@@ -80,7 +107,7 @@ def print_graph(g) -> str:
     for name, v in g.params.items():
         lines.append(f"  param %{name}: {v.type}")
     for n in g.nodes:
-        lines.append("  " + fmt_node(n, names))
+        lines += _node_lines(n, names, "  ", g.arena)
     lines.append("  return " + ", ".join(names.get(v, "%<undefined>") for v in g.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -175,3 +175,59 @@ class Affine:
 
     def __repr__(self) -> str:
         return "*".join([str(self.coeff), *self.syms])
+
+
+class Poly:
+    """A polynomial in the symbols with integer coefficients, {sorted symbol tuple: coeff}:
+    byte sizes and arena offsets (``2048*N+64``)."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: dict | None = None):
+        self.terms = {tuple(sorted(k)): v for k, v in (terms or {}).items() if v}
+
+    @staticmethod
+    def of(a: Affine) -> "Poly":
+        return Poly({a.syms: a.coeff})
+
+    def __add__(self, other: "Poly") -> "Poly":
+        t = dict(self.terms)
+        for k, v in other.terms.items():
+            t[k] = t.get(k, 0) + v
+        return Poly(t)
+
+    def __sub__(self, other: "Poly") -> "Poly":
+        return self + Poly({k: -v for k, v in other.terms.items()})
+
+    def __eq__(self, other):
+        return isinstance(other, Poly) and self.terms == other.terms
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.terms.items())))
+
+    def nonneg(self) -> bool:
+        """True when >= 0 for every value of the symbols >= 0 (coefficient-wise)."""
+        return all(c >= 0 for c in self.terms.values())
+
+    def le(self, other: "Poly") -> bool:
+        return (other - self).nonneg()
+
+    @staticmethod
+    def termwise_max(polys) -> "Poly":
+        t: dict = {}
+        for p in polys:
+            for k, v in p.terms.items():
+                t[k] = max(t.get(k, 0), v)
+        return Poly(t)
+
+    def evaluate(self, bindings: Mapping[str, int]) -> int:
+        return sum(Affine(c, s).evaluate(bindings) for s, c in self.terms.items())
+
+    def __str__(self) -> str:
+        if not self.terms:
+            return "0"
+        parts = ["*".join([str(c), *s])
+                 for s, c in sorted(self.terms.items(), key=lambda kv: (-len(kv[0]), kv[0]))]
+        return "+".join(parts).replace("+-", "-")
+
+    __repr__ = __str__

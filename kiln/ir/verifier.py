@@ -54,8 +54,13 @@ def verify(g: Graph) -> Graph:
             if v not in defined:
                 raise VerifyError(f"{desc}: operand {i} ({name(v)}) is used before it is defined "
                                   f"or is not defined in this graph")
+        for r in n.regions:
+            try:
+                verify(r)
+            except VerifyError as e:
+                raise VerifyError(f"{desc}: in its region: {e}") from None
         try:
-            want = infer_types(n.op, [v.type for v in n.inputs], n.attrs)
+            want = infer_types(n.op, [v.type for v in n.inputs], n.attrs, n.regions)
         except OpTypeError as e:
             raise VerifyError(f"{desc}: {e}") from None
         got = tuple(o.type for o in n.outputs)

@@ -72,6 +72,12 @@ class Executable:
     def asm(self) -> str:
         return self._compiled.asm
 
+    def memory_report(self, batch_size: int = 1, **symbols) -> dict:
+        """Bytes of the arena at this batch size, the naive sum of every intermediate,
+        and the lower bound (the most bytes that must be live at once)."""
+        from ..passes.memory import report
+        return report(self.graph, {BATCH: batch_size, **symbols})
+
     # -- running ------------------------------------------------------------------------
     def _check_inputs(self, xs) -> list:
         if len(xs) == 1 and isinstance(xs[0], (list, tuple)) and len(self.input_types) > 1:
@@ -113,7 +119,7 @@ class Executable:
         in_ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
         with self._lock:
-            arena = self._arena(self._lowered.arena.size.evaluate(bindings))
+            arena = self._arena(self._lowered.arena_bytes.evaluate(bindings))
             self._fn(in_ptrs, out_ptrs, self._param_ptrs, arena, dims.ctypes.data)
         return outs[0] if len(outs) == 1 else tuple(outs)
 

@@ -141,5 +141,7 @@ def test_special_values_follow_numpy():
 
 
 def test_every_op_has_a_codegen_case():
-    covered = {p.values[0] for p in CASES} | {"constant"}
+    from .test_llvm_ops_layers import CASES as LAYER_CASES
+    covered = ({p.values[0] for p in CASES} | {p.values[0] for p in LAYER_CASES}
+               | {"constant", "fusion"})  # fusion: tests/passes/test_fusion.py
     assert covered == set(OPS), f"ops without a codegen test: {set(OPS) - covered}"

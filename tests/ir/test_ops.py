@@ -2,6 +2,7 @@
 independent numpy formula written here (computed in float64 where it matters);
 and the type-inference errors, with their messages."""
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -49,15 +50,37 @@ def covers(*names):
 
 
 def test_every_registered_op_has_a_test():
-    missing = set(OPS) - COVERED
-    assert not missing, f"ops without a test in tests/ir/test_ops.py: {sorted(missing)}"
-    assert COVERED <= set(OPS), f"tests for ops that do not exist: {sorted(COVERED - set(OPS))}"
+    from . import test_ops_data, test_ops_nn  # their tables count too
+    # fusion: its region runs through the interpreter in tests/passes/test_fusion.py
+    covered = COVERED | test_ops_data.COVERED | test_ops_nn.COVERED | {"fusion"}
+    missing = set(OPS) - covered
+    assert not missing, f"ops without a test in tests/ir/test_ops*.py: {sorted(missing)}"
+    assert covered <= set(OPS), f"tests for ops that do not exist: {sorted(covered - set(OPS))}"
 
 
 # -- unary ------------------------------------------------------------------------------------
 def _tanh(x):
     e = np.exp(2 * np.clip(x, -40, 40))
     return (e - 1) / (e + 1)
+
+
+def _erf_series(x):
+    # 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1)); |x| <= 2.5 keeps cancellation small
+    term, total = x.copy(), x.copy()
+    for n in range(1, 80):
+        term = term * (-x * x) / n
+        total = total + term / (2 * n + 1)
+    return total * 2.0 / np.sqrt(np.pi)
+
+
+def _expm1_formula(x):
+    small = np.abs(x) < 1e-3
+    return np.where(small, x + x * x / 2 + x ** 3 / 6 + x ** 4 / 24, np.exp(x) - 1.0)
+
+
+def _log1p_formula(x):
+    small = np.abs(x) < 1e-3
+    return np.where(small, x - x * x / 2 + x ** 3 / 3 - x ** 4 / 4, np.log(1.0 + x))
 
 
 UNARY = {  # name -> (formula on float64, input range)
@@ -68,6 +91,14 @@ UNARY = {  # name -> (formula on float64, input range)
     "relu": (lambda x: np.where(x > 0, x, 0.0), (-3, 3)),
     "sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), (-8, 8)),
     "tanh": (_tanh, (-4, 4)),
+    "abs": (lambda x: np.where(x < 0, -x, x), (-3, 3)),
+    "square": (lambda x: x * x, (-3, 3)),
+    "sign": (lambda x: (x > 0) * 1.0 - (x < 0) * 1.0, (-3, 3)),
+    "floor": (lambda x: np.array([math.floor(v) for v in x.flat], np.float64).reshape(x.shape), (-5, 5)),
+    "erf": (_erf_series, (-2.5, 2.5)),
+    "expm1": (_expm1_formula, (-3, 3)),
+    "log1p": (_log1p_formula, (-0.9, 5)),
+    "softplus": (lambda x: np.log(1.0 + np.exp(x)), (-10, 10)),
 }
 COVERED.update(UNARY)
 
@@ -97,6 +128,34 @@ def test_unary_at_edges():
     close(got, [-np.inf, 0.0, 1.0], np.float64)
     got, _ = run_op("sqrt", np.array([-1.0, 4.0], np.float32))
     assert np.isnan(got[0]) and got[1] == 2.0
+    got, _ = run_op("softplus", x)  # no overflow: log(1 + exp(1000)) = 1000
+    close(got, [0.0, 0.0, np.log(2.0), np.log(2.0), 100.0, 1000.0])
+    got, _ = run_op("erf", np.array([-np.inf, -10.0, 0.0, 10.0, np.inf, np.nan], np.float32))
+    assert got[:5].tolist() == [-1.0, -1.0, 0.0, 1.0, 1.0] and np.isnan(got[5])
+    got, _ = run_op("expm1", np.array([-np.inf, -1e-10, 0.0, 1e-10], np.float64))
+    close(got, [-1.0, -1e-10 + 5e-21, 0.0, 1e-10 + 5e-21], np.float64)
+    got, _ = run_op("log1p", np.array([-1.0, 1e-10, 0.0], np.float64))
+    close(got, [-np.inf, 1e-10 - 5e-21, 0.0], np.float64)
+    got, _ = run_op("sign", np.array([-0.0, 0.0, np.nan, -np.inf, np.inf, -2.0], np.float32))
+    assert got.tolist()[:2] == [0.0, 0.0] and np.isnan(got[2]) and got.tolist()[3:] == [-1.0, 1.0, -1.0]
+    assert not np.signbit(got[0])  # sign(-0.0) is +0.0, as numpy
+    got, _ = run_op("floor", np.array([-0.5, -1.0, 1.5, np.inf], np.float32))
+    assert got.tolist() == [-1.0, -1.0, 1.0, np.inf]
+
+
+INT_UNARY = {"abs": lambda v: v if v >= 0 else -v, "square": lambda v: v * v,
+             "sign": lambda v: (v > 0) - (v < 0)}
+COVERED.update(INT_UNARY)
+
+
+@pytest.mark.parametrize("name", sorted(INT_UNARY))
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_int_unary(name, dtype):
+    x = rng.integers(-50, 50, size=(7, 33)).astype(dtype)
+    x[0, :3] = [0, -1, 1]
+    got, t = run_op(name, x)
+    assert t == TensorType((7, 33), DType.from_numpy(dtype)) and got.dtype == dtype
+    assert got.tolist() == [[INT_UNARY[name](int(v)) for v in row] for row in x]
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
@@ -108,7 +167,8 @@ def test_neg_relu_on_ints(dtype):
     assert got.dtype == dtype and (got == np.array([[max(int(v), 0) for v in row] for row in x])).all()
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sigmoid", "tanh", "erf", "expm1", "log1p",
+                                  "floor", "softplus"])
 def test_float_only_unary_rejects_ints(name):
     g = Graph()
     x = g.add_input("x", TensorType((3,), DType.i32))
@@ -116,7 +176,7 @@ def test_float_only_unary_rejects_ints(name):
         g.op(name, x)
 
 
-@pytest.mark.parametrize("name", ["neg", "relu"])
+@pytest.mark.parametrize("name", ["neg", "relu", "abs", "square", "sign"])
 def test_numeric_unary_rejects_bool(name):
     g = Graph()
     x = g.add_input("x", TensorType((3,), DType.bool))
@@ -132,6 +192,7 @@ BINARY = {
     "div": lambda a, b: a * (1.0 / b),
     "maximum": lambda a, b: np.where(a >= b, a, b),
     "minimum": lambda a, b: np.where(a <= b, a, b),
+    "pow": lambda a, b: np.exp(b * np.log(a)),  # a > 0 in the tests
 }
 COVERED.update(BINARY)
 
@@ -159,6 +220,8 @@ def test_binary_float(name, sa, sb, sout):
     a, b = randn(sa), randn(sb)
     if name == "div":
         b = np.where(np.abs(b) < 0.1, 0.5, b).astype(np.float32)
+    if name == "pow":
+        a = (np.abs(a) + 0.1).astype(np.float32)
     got, t = run_op(name, a, b)
     assert t == TensorType(sout, DType.f32)
     want = BINARY[name](_explicit_broadcast(a.astype(np.float64), sout),
@@ -181,11 +244,20 @@ def test_div_by_zero_gives_inf_and_nan():
     assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2])
 
 
-def test_div_rejects_ints():
+@pytest.mark.parametrize("name", ["div", "pow"])
+def test_div_pow_reject_ints(name):
     g = Graph()
     a = g.add_input("a", TensorType((3,), DType.i32))
-    with pytest.raises(OpTypeError, match="div: expects a floating-point operand"):
-        g.op("div", a, a)
+    with pytest.raises(OpTypeError, match=f"{name}: expects a floating-point operand"):
+        g.op(name, a, a)
+
+
+def test_pow_special_values():
+    a = np.array([-8.0, 0.0, 0.0, 2.0, -2.0, np.inf], np.float64)
+    b = np.array([1 / 3, 0.0, -1.0, 0.5, 2.0, -1.0], np.float64)
+    got, _ = run_op("pow", a, b)
+    assert np.isnan(got[0])  # negative base, non-integer exponent
+    close(got[1:], [1.0, np.inf, 2 ** 0.5, 4.0, 0.0], np.float64)
 
 
 def test_binary_symbolic_batch():
@@ -277,7 +349,8 @@ def _reduce_formula(x, axes, keepdims, fn):
 
 REDUCE = {"reduce_sum": lambda r: sum(r),
           "reduce_mean": lambda r: sum(r) / len(r),
-          "reduce_max": lambda r: max(r)}
+          "reduce_max": lambda r: max(r),
+          "reduce_min": lambda r: min(r)}
 COVERED.update(REDUCE)
 AXES = [(0,), (1,), (2,), (-1,), (0, 2), (2, 0), (1, 2), (-3, -1), (0, 1, 2)]
 
@@ -303,7 +376,7 @@ def test_reduce_default_keepdims_and_batch_of_one(name):
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["reduce_sum", "reduce_max"])
+@pytest.mark.parametrize("name", ["reduce_sum", "reduce_max", "reduce_min"])
 def test_reduce_ints(name):
     x = rng.integers(-100, 100, size=(7, 33)).astype(np.int32)
     got, _ = run_op(name, x, axes=[0])

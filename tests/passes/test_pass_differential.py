@@ -7,7 +7,8 @@ import kiln
 from kiln.ir import Graph, OpTypeError, TensorType, verify
 from kiln.passes import PassManager
 
-PIPELINES = [["constfold"], ["dce"], ["constfold", "dce"], ["dce", "constfold", "dce"]]
+PIPELINES = [["constfold"], ["dce"], ["constfold", "dce"], ["dce", "constfold", "dce"], ["fusion"],
+             ["constfold", "dce", "fusion"]]
 
 
 def assert_same(before: Graph, after: Graph, rng, batches=(1, 5)):

@@ -54,11 +54,12 @@ def break_graph(g: Graph) -> Graph:
 
 
 def test_registry_and_pipelines():
-    assert {"constfold", "dce"} <= set(known_passes())
-    assert pipeline("inference") == ["constfold", "dce"] == PIPELINES["inference"]
+    assert {"simplify", "constfold", "dce", "fusion", "memory"} <= set(known_passes())
+    assert pipeline("inference") == PIPELINES["inference"]
+    assert set(pipeline("inference")) <= set(known_passes())
     p = pipeline("inference")
     p.append("x")
-    assert PIPELINES["inference"] == ["constfold", "dce"]   # pipeline() hands out a copy
+    assert "x" not in PIPELINES["inference"]   # pipeline() hands out a copy
     with pytest.raises(ValueError, match=r"unknown pass 'cse' \(known passes: .*constfold, dce"):
         get_pass("cse")
     with pytest.raises(ValueError, match=r"unknown pipeline 'training' \(known pipelines: inference\)"):
@@ -73,7 +74,7 @@ def test_registry_and_pipelines():
 
 def test_run_records_stages_and_timings():
     g = graph()
-    pm = PassManager("inference")
+    pm = PassManager(["constfold", "dce"])
     out = pm.run(g)
     assert [n for n, _ in pm.stages] == ["lower", "constfold", "dce"]
     assert pm.stages[0][1] is g and pm.stages[-1][1] is out
@@ -115,7 +116,7 @@ def test_dump_names_repeat_passes_by_position(tmp_path):
 
 def test_kiln_dump_dir_env(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_DUMP_DIR", str(tmp_path / "env"))
-    PassManager("inference").run(graph())
+    PassManager(["constfold", "dce"]).run(graph())
     assert sorted(os.listdir(tmp_path / "env")) == ["00-lower.kir", "01-constfold.kir", "02-dce.kir"]
     # an explicit dump_dir wins over the environment
     PassManager(["dce"], dump_dir=tmp_path / "explicit").run(graph())
@@ -126,7 +127,7 @@ def test_kiln_dump_dir_env(tmp_path, monkeypatch):
 def test_no_dumps_without_dump_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("KILN_DUMP_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    PassManager("inference").run(graph())
+    PassManager(["constfold", "dce"]).run(graph())
     assert os.listdir(tmp_path) == []
 
 
@@ -159,7 +160,7 @@ def test_invalid_input_graph_is_reported_as_such():
     g = graph()
     g.param_values["w"] = np.eye(4, dtype=np.float32)
     with pytest.raises(VerifyError, match=r"^the input graph \(stage 'lower'\) is invalid: .*param %w"):
-        PassManager("inference").run(g)
+        PassManager(["constfold", "dce"]).run(g)
 
 
 def test_pass_returning_a_non_graph(temp_passes):
@@ -178,6 +179,6 @@ def test_extra_instruments_see_every_stage():
         def after_pass(self, name, graph, seconds):
             seen.append(("after", name))
 
-    PassManager("inference", instruments=[Record()]).run(graph())
+    PassManager(["constfold", "dce"], instruments=[Record()]).run(graph())
     assert seen == [(0, "lower", 4), ("after", "constfold"), (1, "constfold", 4),
                     ("after", "dce"), (2, "dce", 3)]

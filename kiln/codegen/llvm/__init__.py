@@ -1,5 +1,7 @@
 """CPU code generation with llvmlite: kernels per node, an entry function, JIT."""
-from .module import LoweredModule, Poly, lower_graph
+from .module import LoweredModule, lower_graph
 from .target import Compiled, host_target_machine, jit
 
-__all__ = ["LoweredModule", "Poly", "lower_graph", "Compiled", "host_target_machine", "jit"]
+__all__ = ["LoweredModule", "lower_graph", "Compiled", "host_target_machine", "jit"]
+from . import fused  # noqa: E402,F401  (registers the fusion kernel family)
+from . import kernels_data, kernels_nn  # noqa: E402,F401  (register their kernel families)

@@ -43,7 +43,7 @@ def emit_elementwise(module, name, node, symbols, scalar: str | None = None, in_
     operand walked with its own strides (broadcast dims have stride 0)."""
     kc = kernel_context(module, name, node, symbols)
     out_t = node.outputs[0].type
-    in_dt = node.inputs[0].type.dtype
+    in_dts = tuple(v.type.dtype for v in node.inputs)
     strides = in_strides or [broadcast_strides(v.type, out_t.shape) for v in node.inputs]
     shape, all_strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *strides)
     fn = SCALAR[scalar or node.op.name]
@@ -52,7 +52,7 @@ def emit_elementwise(module, name, node, symbols, scalar: str | None = None, in_
 
     def body(offs):
         xs = [kc.load(p, o, v.type.dtype) for p, o, v in zip(in_ptrs, offs[1:], node.inputs)]
-        kc.store(fn(kc.b, module, xs, in_dt, attrs), out_ptr, offs[0], out_t.dtype)
+        kc.store(fn(kc.b, module, xs, in_dts, out_t.dtype, attrs), out_ptr, offs[0], out_t.dtype)
 
     strided_nest(kc, shape, all_strides, body)
     return kc.finish()
@@ -67,50 +67,67 @@ def emit_transpose(module, name, node, symbols):
                             in_strides=[[own[p] for p in perm]])
 
 
-_IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf")}
+_IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf"),
+             "reduce_min": float("inf")}
 
 
 @kernel("reduce")
 def emit_reduce(module, name, node, symbols):
-    """Initialize the output with the identity, then accumulate every input element into
-    the output element it reduces to (output strides are 0 along reduced axes)."""
     kc = kernel_context(module, name, node, symbols)
+    x_t = node.inputs[0].type
+    out_ptr, in_ptr = kc.args
+    reduce_into(kc, module, node, out_ptr, [contiguous_strides(x_t.shape)],
+                lambda offs: kc.load(in_ptr, offs[0], x_t.dtype))
+    return kc.finish()
+
+
+def reduce_into(kc, module, node, out_ptr, in_strides: list, load_x):
+    """Initialize the output with the identity, then accumulate every input element into
+    the output element it reduces to (output strides are 0 along reduced axes).
+
+    The input is walked over its shape with ``in_strides`` (one stride vector per
+    operand ``load_x`` reads); ``load_x(offsets)`` produces the element, so a fused
+    elementwise prologue is computed on the fly instead of being stored."""
     b = kc.b
     x_t, out_t = node.inputs[0].type, node.outputs[0].type
     dt = x_t.dtype
-    out_ptr, in_ptr = kc.args
     op = node.op.name
     axes = sorted(normalize_axis(op, a, x_t.rank) for a in node.attrs["axes"])
 
     ident = _IDENTITY[op]
     if not dt.is_float and op == "reduce_max":
         ident = -(2 ** (8 * dt.itemsize - 1))
+    if not dt.is_float and op == "reduce_min":
+        ident = 2 ** (8 * dt.itemsize - 1) - 1
     with kc.loop(kc.numel(out_t.shape), name="init") as i:
         kc.store(const(dt, ident), out_ptr, i, dt)
 
     kept = [d for k, d in enumerate(x_t.shape) if k not in axes]
     kept_strides = iter(contiguous_strides(kept))
     out_strides = [Affine(0) if k in axes else next(kept_strides) for k in range(x_t.rank)]
-    shape, strides = collapse(x_t.shape, contiguous_strides(x_t.shape), out_strides)
+    shape, strides = collapse(x_t.shape, out_strides, *in_strides)
     flags = ["reassoc", "nsz"] if dt.is_float else []
+    t = LLTYPE[dt]
+    vmax = module.declare_intrinsic("llvm.maximum", [t], ll.FunctionType(t, [t, t]))
 
     def body(offs):
-        x = kc.load(in_ptr, offs[0], dt)
-        acc = kc.load(out_ptr, offs[1], dt)
+        x = load_x(offs[1:])
+        acc = kc.load(out_ptr, offs[0], dt)
         if op == "reduce_max":
-            r = (b.call(module.declare_intrinsic("llvm.maximum", [x.type], ll.FunctionType(x.type, [x.type, x.type])), [acc, x]) if dt.is_float
-                 else b.select(b.icmp_signed(">", x, acc), x, acc))
+            r = b.call(vmax, [acc, x]) if dt.is_float else b.select(b.icmp_signed(">", x, acc), x, acc)
+        elif op == "reduce_min":
+            vmin = module.declare_intrinsic("llvm.minimum", [t], ll.FunctionType(t, [t, t]))
+            r = b.call(vmin, [acc, x]) if dt.is_float else b.select(b.icmp_signed("<", x, acc), x, acc)
         else:
             r = b.fadd(acc, x, flags=flags) if dt.is_float else b.add(acc, x)
-        kc.store(r, out_ptr, offs[1], dt)
+        kc.store(r, out_ptr, offs[0], dt)
 
     strided_nest(kc, shape, strides, body)
     if op == "reduce_mean":
         count = kc.affine(Affine.product([x_t.shape[a] for a in axes]))
-        scale = b.fdiv(const(dt, 1), b.sitofp(count, LLTYPE[dt]))
+        scale = b.fdiv(const(dt, 1), b.sitofp(count, t))
         with kc.loop(kc.numel(out_t.shape), name="mean") as i:
             kc.store(b.fmul(kc.load(out_ptr, i, dt), scale), out_ptr, i, dt)
-    return kc.finish()
 
 
 @kernel("softmax")
@@ -156,15 +173,24 @@ def emit_softmax(module, name, node, symbols):
 
 @kernel("matmul")
 def emit_matmul(module, name, node, symbols):
+    kc = kernel_context(module, name, node, symbols)
+    c_ptr, a_ptr, b_ptr = kc.args
+    matmul_into(kc, node, c_ptr, a_ptr, b_ptr)
+    return kc.finish()
+
+
+def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, extra_strides=(), row_epilogue=None):
     """C[b] = A[b] @ B[b] for every (broadcast) batch index b: zero a row of C, then
     for each k add A[i,k] * B[k,:] to it; the innermost loop runs along contiguous
-    rows of B and C so it vectorizes. (Blocked microkernels: [cpu-speed].)"""
-    kc = kernel_context(module, name, node, symbols)
+    rows of B and C so it vectorizes. (Blocked microkernels: [cpu-speed].)
+
+    ``extra_strides``: stride vectors over C's shape of operands an epilogue reads;
+    ``row_epilogue(c_row_offset, i, extra_batch_offsets)`` runs after each row of C
+    is complete, while the row is in cache (fused bias, activation, residual add)."""
     b = kc.b
     a_t, b_t = node.inputs[0].type, node.inputs[1].type
     c_t = node.outputs[0].type
     dt = c_t.dtype
-    c_ptr, a_ptr, b_ptr = kc.args
     M, K, P = a_t.shape[-2], a_t.shape[-1], b_t.shape[-1]
     batch = c_t.shape[:-2]
     a_bs = broadcast_strides(a_t.with_shape(a_t.shape[:-2]), batch)
@@ -177,7 +203,7 @@ def emit_matmul(module, name, node, symbols):
     flags = ["contract"]
 
     def body(offs):
-        c0, a0, b0 = offs
+        c0, a0, b0 = offs[:3]
         with kc.loop(Mv, name="m") as i:
             crow = b.add(c0, b.mul(i, Pv))
             arow = b.add(a0, b.mul(i, Kv))
@@ -190,6 +216,7 @@ def emit_matmul(module, name, node, symbols):
                     ci = b.add(crow, j)
                     prod = b.fmul(aik, kc.load(b_ptr, b.add(brow, j), dt), flags=flags)
                     kc.store(b.fadd(kc.load(c_ptr, ci, dt), prod, flags=flags), c_ptr, ci, dt)
+            if row_epilogue is not None:
+                row_epilogue(crow, i, offs[3:])
 
-    strided_nest(kc, batch, [c_bs, a_bs, b_bs], body)
-    return kc.finish()
+    strided_nest(kc, batch, [c_bs, a_bs, b_bs, *[s[:-2] for s in extra_strides]], body)

@@ -1,9 +1,11 @@
 """Scalar semantics of the elementwise ops: op name -> emitter of one element.
 
-Each emitter takes the IRBuilder, the module (for intrinsics and libm), the operand
-values, the operand dtype and the node's attributes, and returns the result value.
-Float math uses LLVM intrinsics where they exist (they vectorize or lower to libm);
-tanh calls libm's tanhf/tanh, which the JIT resolves in process and AOT links with -lm.
+Each emitter is ``emit(b, m, xs, dts, out, attrs)``: the IRBuilder, the module (for
+intrinsics and libm), the operand values, the operand dtypes (a tuple, one per
+operand), the result dtype and the node's attributes; it returns the result value
+(bool results are i8 0/1, as bools are stored). Float math uses LLVM intrinsics where
+they exist (they vectorize or lower to libm); tanh, erf, expm1 and log1p call libm
+(tanhf/tanh, ...), which the JIT resolves in process and AOT links with -lm.
 """
 from __future__ import annotations
 
@@ -27,15 +29,19 @@ def _libm(m: ll.Module, base: str, dt: DType):
 
 
 def _unary_intr(name):
-    return lambda b, m, xs, dt, attrs: b.call(_intrinsic(m, name, dt), xs)
+    return lambda b, m, xs, dts, out, attrs: b.call(_intrinsic(m, name, dts[0]), xs)
 
 
-def _neg(b, m, xs, dt, attrs):
-    return b.fneg(xs[0]) if dt.is_float else b.neg(xs[0])
+def _unary_libm(base):
+    return lambda b, m, xs, dts, out, attrs: b.call(_libm(m, base, dts[0]), xs)
 
 
-def _relu(b, m, xs, dt, attrs):
-    x = xs[0]
+def _neg(b, m, xs, dts, out, attrs):
+    return b.fneg(xs[0]) if dts[0].is_float else b.neg(xs[0])
+
+
+def _relu(b, m, xs, dts, out, attrs):
+    x, dt = xs[0], dts[0]
     if dt.is_float:
         # x > 0 ? x : 0, with NaN propagated as numpy's maximum(x, 0) does
         keep = b.fcmp_unordered(">", x, const(dt, 0))
@@ -43,24 +49,22 @@ def _relu(b, m, xs, dt, attrs):
     return b.select(b.icmp_signed(">", x, const(dt, 0)), x, const(dt, 0))
 
 
-def _sigmoid(b, m, xs, dt, attrs):
+def _sigmoid(b, m, xs, dts, out, attrs):
     # 1 / (1 + exp(-x)): exp overflows to inf for very negative x, giving 0 as it should
+    dt = dts[0]
     e = b.call(_intrinsic(m, "llvm.exp", dt), [b.fneg(xs[0])])
     return b.fdiv(const(dt, 1), b.fadd(const(dt, 1), e))
 
 
-def _tanh(b, m, xs, dt, attrs):
-    return b.call(_libm(m, "tanh", dt), xs)
-
-
 def _arith(fop, iop):
-    def emit(b, m, xs, dt, attrs):
-        return getattr(b, fop)(*xs) if dt.is_float else getattr(b, iop)(*xs)
+    def emit(b, m, xs, dts, out, attrs):
+        return getattr(b, fop)(*xs) if dts[0].is_float else getattr(b, iop)(*xs)
     return emit
 
 
 def _minmax(intr, pred):
-    def emit(b, m, xs, dt, attrs):
+    def emit(b, m, xs, dts, out, attrs):
+        dt = dts[0]
         if dt.is_float:  # llvm.maximum/minimum propagate NaN, as numpy does
             t = LLTYPE[dt]
             return b.call(m.declare_intrinsic(intr, [t], ll.FunctionType(t, [t, t])), xs)
@@ -68,8 +72,8 @@ def _minmax(intr, pred):
     return emit
 
 
-def _cast(b, m, xs, src, attrs):
-    dst = attrs["dtype"]
+def _cast(b, m, xs, dts, out, attrs):
+    src, dst = dts[0], out
     x = xs[0]
     tgt = LLTYPE[dst]
     if src is dst:
@@ -88,6 +92,62 @@ def _cast(b, m, xs, src, attrs):
     return b.trunc(x, tgt) if src.itemsize > dst.itemsize else b.sext(x, tgt)
 
 
+def _abs(b, m, xs, dts, out, attrs):
+    x, dt = xs[0], dts[0]
+    if dt.is_float:
+        return b.call(_intrinsic(m, "llvm.fabs", dt), xs)
+    return b.select(b.icmp_signed("<", x, const(dt, 0)), b.neg(x), x)
+
+
+def _square(b, m, xs, dts, out, attrs):
+    return b.fmul(xs[0], xs[0]) if dts[0].is_float else b.mul(xs[0], xs[0])
+
+
+def _sign(b, m, xs, dts, out, attrs):
+    x, dt = xs[0], dts[0]
+    if dt.is_float:  # +-0 -> +0, NaN -> NaN (numpy)
+        r = b.select(b.fcmp_ordered(">", x, const(dt, 0)), const(dt, 1), const(dt, 0))
+        r = b.select(b.fcmp_ordered("<", x, const(dt, 0)), const(dt, -1), r)
+        return b.select(b.fcmp_unordered("uno", x, x), x, r)
+    r = b.select(b.icmp_signed(">", x, const(dt, 0)), const(dt, 1), const(dt, 0))
+    return b.select(b.icmp_signed("<", x, const(dt, 0)), const(dt, -1), r)
+
+
+def _softplus(b, m, xs, dts, out, attrs):
+    # log1p(exp(-|x|)) + max(x, 0): never overflows
+    x, dt = xs[0], dts[0]
+    e = b.call(_intrinsic(m, "llvm.exp", dt), [b.fneg(b.call(_intrinsic(m, "llvm.fabs", dt), [x]))])
+    pos = b.select(b.fcmp_unordered(">", x, const(dt, 0)), x, const(dt, 0))
+    return b.fadd(b.call(_libm(m, "log1p", dt), [e]), pos)
+
+
+def _pow(b, m, xs, dts, out, attrs):
+    t = LLTYPE[dts[0]]
+    return b.call(m.declare_intrinsic("llvm.pow", [t], ll.FunctionType(t, [t, t])), xs)
+
+
+def _compare(pred):
+    def emit(b, m, xs, dts, out, attrs):
+        dt = dts[0]
+        if dt.is_float:  # ordered (false with NaN), but != is unordered (true with NaN)
+            c = (b.fcmp_unordered if pred == "!=" else b.fcmp_ordered)(pred, *xs)
+        elif dt is DType.bool:
+            c = b.icmp_unsigned(pred, *xs)
+        else:
+            c = b.icmp_signed(pred, *xs)
+        return b.zext(c, LLTYPE[out])
+    return emit
+
+
+def _where(b, m, xs, dts, out, attrs):
+    c, x, y = xs
+    return b.select(b.icmp_unsigned("!=", c, const(dts[0], 0)), x, y)
+
+
+def _copy(b, m, xs, dts, out, attrs):
+    return xs[0]
+
+
 SCALAR = {
     "neg": _neg,
     "exp": _unary_intr("llvm.exp"),
@@ -95,13 +155,33 @@ SCALAR = {
     "sqrt": _unary_intr("llvm.sqrt"),
     "relu": _relu,
     "sigmoid": _sigmoid,
-    "tanh": _tanh,
+    "tanh": _unary_libm("tanh"),
+    "abs": _abs,
+    "square": _square,
+    "sign": _sign,
+    "floor": _unary_intr("llvm.floor"),
+    "erf": _unary_libm("erf"),
+    "expm1": _unary_libm("expm1"),
+    "log1p": _unary_libm("log1p"),
+    "softplus": _softplus,
     "add": _arith("fadd", "add"),
     "sub": _arith("fsub", "sub"),
     "mul": _arith("fmul", "mul"),
     "div": _arith("fdiv", "sdiv"),
     "maximum": _minmax("llvm.maximum", ">"),
     "minimum": _minmax("llvm.minimum", "<"),
+    "pow": _pow,
+    "greater": _compare(">"),
+    "greater_equal": _compare(">="),
+    "less": _compare("<"),
+    "less_equal": _compare("<="),
+    "equal": _compare("=="),
+    "not_equal": _compare("!="),
+    "logical_and": lambda b, m, xs, dts, out, attrs: b.and_(*xs),   # bools are 0/1
+    "logical_or": lambda b, m, xs, dts, out, attrs: b.or_(*xs),
+    "logical_not": lambda b, m, xs, dts, out, attrs: b.xor(xs[0], const(DType.bool, 1)),
+    "where": _where,
+    "broadcast_to": _copy,   # the operand is walked with broadcast strides
     "cast": _cast,
-    "copy": lambda b, m, xs, dt, attrs: xs[0],
+    "copy": _copy,
 }

@@ -1,9 +1,14 @@
-"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, cast.
+"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons
+and logic (bool results), cast.
 
 Codegen lowers every op here through the "elementwise" family: a loop nest over the
 output with a per-op scalar function (kiln/codegen/llvm/scalar.py) keyed by op name.
+Activations are compositions of these (relu6 = minimum(relu(x), 6), elu = where(x > 0,
+x, alpha * expm1(x)), exact gelu via erf, softsign = x / (1 + abs(x)), ...).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -151,3 +156,178 @@ class Cast(OpDef):
 
     def reference(self, x, *, dtype):
         return x.astype(dtype.np)
+
+
+# -- more unary math (what the Keras activations are built from) ------------------------------
+def _softplus(x):
+    # log(1 + exp(x)) without overflow: log1p(exp(-|x|)) + max(x, 0)
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)  # numpy has no erf; math.erf is exact to f64 rounding
+
+
+@register
+class Abs(Unary):
+    name = "abs"
+    float_only = False
+    fn = staticmethod(np.abs)
+
+
+@register
+class Square(Unary):
+    name = "square"
+    float_only = False
+    fn = staticmethod(np.square)
+
+
+@register
+class Sign(Unary):
+    """-1, 0 or 1 (0 for -0.0; NaN stays NaN), as numpy's sign."""
+    name = "sign"
+    float_only = False
+    fn = staticmethod(np.sign)
+
+
+@register
+class Floor(Unary):
+    name = "floor"
+    fn = staticmethod(np.floor)
+
+
+@register
+class Erf(Unary):
+    name = "erf"
+
+    @staticmethod
+    def fn(x):
+        return np.asarray(_erf(np.asarray(x, np.float64)), np.float64)
+
+
+@register
+class Expm1(Unary):
+    """exp(x) - 1, accurate near 0 (ELU, SELU)."""
+    name = "expm1"
+    fn = staticmethod(np.expm1)
+
+
+@register
+class Log1p(Unary):
+    """log(1 + x), accurate near 0."""
+    name = "log1p"
+    fn = staticmethod(np.log1p)
+
+
+@register
+class Softplus(Unary):
+    """log(1 + exp(x)), computed as log1p(exp(-|x|)) + max(x, 0) so it never overflows."""
+    name = "softplus"
+    fn = staticmethod(_softplus)
+
+
+@register
+class Pow(Binary):
+    """a ** b for floats (numpy power: a negative base with a non-integer exponent is NaN)."""
+    name = "pow"
+
+    def infer(self, a, b):
+        t = super().infer(a, b)
+        require_float(self.name, t)
+        return t
+
+    fn = staticmethod(np.power)
+
+
+# -- comparisons and logic: bool results (stored one byte per element, 0/1, as numpy) -----------
+class Compare(OpDef):
+    """Compare with numpy broadcasting; operands of one dtype; result bool. Any
+    comparison with NaN is false, except not_equal (true), as in numpy."""
+    kind = Kind.BROADCAST
+    family = "elementwise"
+    num_inputs = 2
+    bool_operands = False   # equal/not_equal also compare bools
+
+    def infer(self, a: TensorType, b: TensorType):
+        dt = same_dtype(self.name, a, b)
+        if dt is DType.bool and not self.bool_operands:
+            raise OpTypeError(f"{self.name}: expects numeric operands, got {a}, {b}")
+        return TensorType(broadcast_shapes(self.name, a, b), DType.bool)
+
+    def reference(self, a, b):
+        with np.errstate(all="ignore"):
+            return np.asarray(self.fn(a, b), dtype=bool)
+
+
+@register
+class Greater(Compare):
+    name = "greater"
+    fn = staticmethod(np.greater)
+
+
+@register
+class GreaterEqual(Compare):
+    name = "greater_equal"
+    fn = staticmethod(np.greater_equal)
+
+
+@register
+class Less(Compare):
+    name = "less"
+    fn = staticmethod(np.less)
+
+
+@register
+class LessEqual(Compare):
+    name = "less_equal"
+    fn = staticmethod(np.less_equal)
+
+
+@register
+class Equal(Compare):
+    name = "equal"
+    bool_operands = True
+    fn = staticmethod(np.equal)
+
+
+@register
+class NotEqual(Compare):
+    name = "not_equal"
+    bool_operands = True
+    fn = staticmethod(np.not_equal)
+
+
+class Logical(OpDef):
+    """Boolean logic on bool operands (numpy broadcasting); result bool."""
+    kind = Kind.BROADCAST
+    family = "elementwise"
+
+    def infer(self, *types: TensorType):
+        if any(t.dtype is not DType.bool for t in types):
+            raise OpTypeError(f"{self.name}: expects bool operands, got "
+                              f"{', '.join(str(t) for t in types)} (compare or cast first)")
+        return TensorType(broadcast_shapes(self.name, *types), DType.bool)
+
+    def reference(self, *arrays):
+        return np.asarray(self.fn(*arrays), dtype=bool)
+
+
+@register
+class LogicalAnd(Logical):
+    name = "logical_and"
+    num_inputs = 2
+    fn = staticmethod(np.logical_and)
+
+
+@register
+class LogicalOr(Logical):
+    name = "logical_or"
+    num_inputs = 2
+    fn = staticmethod(np.logical_or)
+
+
+@register
+class LogicalNot(Logical):
+    name = "logical_not"
+    kind = Kind.ELEMENTWISE
+    num_inputs = 1
+    fn = staticmethod(np.logical_not)

@@ -1,4 +1,4 @@
-"""Reductions over axes, and softmax."""
+"""Reductions over axes, argmax, and softmax."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,6 +57,35 @@ class ReduceMean(Reduce):
 class ReduceMax(Reduce):
     name = "reduce_max"
     fn = staticmethod(np.max)
+
+
+@register
+class ReduceMin(Reduce):
+    name = "reduce_min"
+    fn = staticmethod(np.min)
+
+
+@register
+class Argmax(OpDef):
+    """Index (i64) of the largest element along ``axis``; the first one on ties, and the
+    first NaN if there is one (numpy.argmax)."""
+    name = "argmax"
+    kind = Kind.REDUCTION
+    family = "argmax"
+    num_inputs = 1
+    attrs = (Attr("axis", AttrKind.INT), Attr("keepdims", AttrKind.BOOL, False))
+
+    def infer(self, x: TensorType, *, axis, keepdims):
+        if x.dtype is DType.bool:
+            raise OpTypeError(f"argmax: expects a numeric operand, got {x}")
+        ax = normalize_axis(self.name, axis, x.rank)
+        if x.shape[ax] == 0:
+            raise OpTypeError(f"argmax: axis {axis} of {x} is empty")
+        shape = tuple((1 if keepdims else None) if k == ax else d for k, d in enumerate(x.shape))
+        return TensorType(tuple(d for d in shape if d is not None), DType.i64)
+
+    def reference(self, x, *, axis, keepdims):
+        return np.argmax(x, axis=axis, keepdims=keepdims).astype(np.int64)
 
 
 @register

@@ -1,0 +1,140 @@
+"""Kernels for ``fusion`` nodes: one kernel per fused group.
+
+A group's body (its region) holds at most one *master* op -- a matmul or a
+reduction -- and elementwise ops around it. Elementwise values are never stored:
+``Dag`` evaluates them at one point of an iteration space, loading each region input
+with its broadcast strides over that space (numpy broadcasting composes, so strides
+relative to the final shape are enough). Three shapes of group:
+
+- loop fusion (no master): one loop nest over the result, the whole elementwise
+  DAG evaluated per element;
+- matmul + epilogue: the matmul computes a row of C into the output buffer, then the
+  epilogue (bias, activation, residual add, ...) rewrites that row in place while it
+  is in cache;
+- elementwise prologue + reduction: the reduction's input is computed on the fly.
+"""
+from __future__ import annotations
+
+from ...ir.opdef import Kind
+from .emit import broadcast_strides, collapse, const, contiguous_strides, strided_nest
+from .kernels import kernel, kernel_context, matmul_into, reduce_into
+from .scalar import SCALAR
+
+ELEMENTWISE_KINDS = (Kind.ELEMENTWISE, Kind.BROADCAST)
+
+
+def _is_inline_constant(n) -> bool:
+    return n.op.family == "constant" and n.attrs["value"].size == 1
+
+
+def split_body(body):
+    """(master node or None, the other nodes); raises if the body is not a group
+    this backend can emit as one kernel."""
+    masters = [n for n in body.nodes
+               if n.op.kind not in ELEMENTWISE_KINDS and not _is_inline_constant(n)]
+    if len(masters) > 1:
+        raise NotImplementedError(f"a fusion group with several non-elementwise ops "
+                                  f"({', '.join(n.op.name for n in masters)})")
+    return (masters[0] if masters else None), [n for n in body.nodes if n not in masters]
+
+
+class Dag:
+    """Evaluates elementwise values of a region at one point of an iteration space."""
+
+    def __init__(self, kc, module, body):
+        self.kc, self.module = kc, module
+        self.producer = {o: n for n in body.nodes for o in n.outputs}
+
+    def at(self, root, leaves: dict):
+        """``leaves`` maps values read from memory to a function giving the loaded
+        element at the current point; everything else is computed (once)."""
+        memo: dict = {}
+        b = self.kc.b
+
+        def value(v):
+            if v in memo:
+                return memo[v]
+            if v in leaves:
+                r = leaves[v]()
+            else:
+                n = self.producer[v]
+                if _is_inline_constant(n):
+                    r = const(v.type.dtype, n.attrs["value"].reshape(()).item())
+                else:
+                    xs = [value(u) for u in n.inputs]
+                    r = SCALAR[n.op.name](b, self.module, xs, tuple(u.type.dtype for u in n.inputs),
+                                          v.type.dtype, n.attrs.as_dict())
+            memo[v] = r
+            return r
+
+        return value(root)
+
+
+def _leaf_loader(kc, ptr, dtype, offset):
+    return lambda: kc.load(ptr, offset, dtype)
+
+
+@kernel("fusion")
+def emit_fusion(module, name, node, symbols):
+    (body,) = node.regions
+    if len(body.outputs) != 1:
+        raise NotImplementedError("fusion groups with several results")
+    master, _ = split_body(body)
+    kc = kernel_context(module, name, node, symbols)
+    out_ptr, in_ptrs = kc.args[0], kc.args[1:]
+    args = dict(zip(body.inputs, in_ptrs))
+    dag = Dag(kc, module, body)
+    root = body.outputs[0]
+    out_t = root.type
+
+    if master is None:                                   # loop fusion
+        leaves = list(body.inputs)
+        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
+                                  *[broadcast_strides(v.type, out_t.shape) for v in leaves])
+
+        def point(offs):
+            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
+            kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
+
+        strided_nest(kc, shape, strides, point)
+    elif master.op.family == "matmul":                   # matmul + epilogue
+        c = master.outputs[0]
+        a_ptr, b_ptr = (args[v] for v in master.inputs)
+        leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
+        leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
+        P = out_t.shape[-1]
+        b = kc.b
+
+        def row(crow, i, batch_offs):
+            Pv = kc.dim(P)
+            bases = [b.add(o, b.mul(i, kc.affine(s[-2]))) for o, s in zip(batch_offs, leaf_strides)]
+            with kc.loop(Pv, name="e") as j:
+                ci = b.add(crow, j)
+                lv = {v: _leaf_loader(kc, args[v], v.type.dtype,
+                                      b.add(base, b.mul(j, kc.affine(s[-1]))))
+                      for v, base, s in zip(leaves, bases, leaf_strides)}
+                lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, ci)
+                kc.store(dag.at(root, lv), out_ptr, ci, out_t.dtype)
+
+        matmul_into(kc, master, out_ptr, a_ptr, b_ptr, leaf_strides,
+                    None if root is c else row)
+    elif master.op.family == "reduce":                   # prologue + reduction
+        if root is not master.outputs[0]:
+            raise NotImplementedError("elementwise ops after a reduction in one group")
+        x = master.inputs[0]
+        leaves = list(body.inputs)
+        strides = [broadcast_strides(v.type, x.type.shape) for v in leaves]
+
+        def load_x(offs):
+            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs)}
+            return dag.at(x, lv)
+
+        reduce_into(kc, module, master, out_ptr, strides, load_x)
+    else:
+        raise NotImplementedError(f"no fused kernel for a group around {master.op.name}")
+    return kc.finish()
+
+
+def _used_outside(body, v, master) -> bool:
+    """Whether region input ``v`` is read by a node other than the master."""
+    return any(v in n.inputs for n in body.nodes if n is not master)

@@ -1,0 +1,167 @@
+"""Fusion: group ops into ``fusion`` nodes that codegen emits as one kernel each.
+
+Algorithm. Every node starts in a group of its own, whose *kind* follows from its
+op: elementwise -> ``loop``; matmul -> ``matmul`` (a master with an empty epilogue);
+reductions -> ``reduce``; anything else -> not fusible. Nodes are visited in REVERSE
+topological order; for each node's group, each producer ``p`` of the node's operands
+may join the group when
+
+1. every user of every output of ``p`` is already in the group and ``p`` is not a
+   graph output (so the group keeps ONE result, nothing inside it is needed
+   outside, and merging can never create a cycle: the group's only way out is its
+   root), and
+2. a rule of ``RULES`` matches (producer's op kind, group kind, where ``p`` feeds:
+   the master or the elementwise part).
+
+Rules are data. A group of two or more nodes becomes a ``fusion`` node whose region
+holds the group's nodes in their original order; its operands are the values the
+group reads from outside, in first-use order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.graph import Graph, Node
+from ..ir.opdef import Kind
+from .manager import register_pass
+
+EW = frozenset({Kind.ELEMENTWISE, Kind.BROADCAST})
+
+
+@dataclass(frozen=True)
+class Rule:
+    producer: frozenset      # op kinds of the producer (or the family "scalar_constant")
+    group: str               # group kind it may join
+    feeds: str               # "master": p's result is read by the group's master; "rest": by another member
+    result: str              # group kind after the merge
+    why: str
+
+
+RULES = (
+    Rule(EW, "loop", "rest", "loop", "elementwise chains become one loop"),
+    Rule(EW, "matmul", "rest", "matmul", "elementwise epilogue computed on rows of C"),
+    Rule(EW, "reduce", "master", "reduce", "elementwise prologue computed inside the reduction"),
+    Rule(EW, "reduce", "rest", "reduce", "elementwise prologue computed inside the reduction"),
+    Rule(frozenset({Kind.OUT_FUSABLE}), "loop", "rest", "matmul",
+         "matmul becomes the master of an elementwise group over its result"),
+    Rule(frozenset({"scalar_constant"}), "loop", "rest", "loop", "scalar constants become immediates"),
+    Rule(frozenset({"scalar_constant"}), "matmul", "rest", "matmul", "scalar constants become immediates"),
+    Rule(frozenset({"scalar_constant"}), "reduce", "rest", "reduce", "scalar constants become immediates"),
+)
+
+
+def _producer_kind(n: Node):
+    if n.op.family == "constant":
+        return "scalar_constant" if n.attrs["value"].size == 1 else None
+    return n.op.kind
+
+
+def _initial_kind(n: Node) -> str | None:
+    if n.op.kind in EW:
+        return "loop"
+    if n.op.family == "matmul":
+        return "matmul"
+    if n.op.family == "reduce":
+        return "reduce"
+    return None
+
+
+class _Group:
+    __slots__ = ("kind", "nodes", "master", "root")
+
+    def __init__(self, n: Node, kind: str):
+        self.kind, self.nodes, self.root = kind, {n}, n
+        self.master = n if kind in ("matmul", "reduce") else None
+
+
+def _rule(p: Node, g: _Group, consumer: Node):
+    pk = _producer_kind(p)
+    if pk is None:
+        return None
+    feeds = "master" if consumer is g.master else "rest"
+    for r in RULES:
+        if pk in r.producer and r.group == g.kind and r.feeds == feeds:
+            if r.result == "matmul" and g.kind == "loop":
+                # the matmul's result must span the whole group result (the epilogue runs on C)
+                if p.outputs[0].type != g.root.outputs[0].type:
+                    return None
+            return r
+    return None
+
+
+def plan_groups(g: Graph) -> dict:
+    """Node -> _Group for every node (singletons included)."""
+    users = g.users()
+    outputs = set(g.outputs)
+    producer = {o: n for n in g.nodes for o in n.outputs}
+    group: dict = {}
+    for n in reversed(g.nodes):
+        if n not in group:
+            kind = _initial_kind(n)
+            group[n] = _Group(n, kind) if kind else None
+        grp = group[n]
+        if grp is None or len(n.outputs) != 1:
+            continue
+        for v in n.inputs:
+            p = producer.get(v)
+            if p is None or p in group or len(p.outputs) != 1:
+                continue
+            if any(o in outputs for o in p.outputs):
+                continue
+            if not all(u in grp.nodes for o in p.outputs for u in users.get(o, ())):
+                continue
+            rule = _rule(p, grp, n)
+            if rule is None:
+                continue
+            grp.nodes.add(p)
+            if rule.result == "matmul" and grp.kind == "loop":
+                grp.master = p
+            grp.kind = rule.result
+            group[p] = grp
+    return group
+
+
+@register_pass("fusion")
+def fusion(g: Graph) -> Graph:
+    groups = plan_groups(g)
+    order = {n: i for i, n in enumerate(g.nodes)}
+    new_g = Graph(g.name)
+    env: dict = {}
+    for v in g.inputs:
+        env[v] = new_g.add_input(v.name, v.type)
+    for pname, v in g.params.items():
+        env[v] = new_g.add_param(pname, g.param_values.get(pname), type=v.type)
+    for n in g.nodes:
+        grp = groups.get(n)
+        if grp is not None and len(grp.nodes) >= 2:
+            if n is grp.root:  # members come before their root; all their users are inside
+                members = sorted(grp.nodes, key=order.get)
+                env[n.outputs[0]] = _fusion_node(new_g, members, n, env)
+            continue
+        nn = new_g.make_node(n.op, [env[v] for v in n.inputs], n.attrs, n.regions)
+        new_g.nodes.append(nn)
+        for o, no in zip(n.outputs, nn.outputs):
+            env[o] = no
+    new_g.outputs = [env[v] for v in g.outputs]
+    return new_g
+
+
+def _fusion_node(new_g: Graph, members: list, root: Node, env: dict):
+    """Append ``fusion`` over ``members`` (in order) to ``new_g``; returns its result."""
+    inside = {o for m in members for o in m.outputs}
+    body = Graph("region")
+    benv: dict = {}
+    operands = []
+    for m in members:
+        for v in m.inputs:
+            if v not in inside and v not in benv:
+                benv[v] = body.add_input(f"p{len(operands)}", v.type)
+                operands.append(env[v])
+        bn = body.make_node(m.op, [benv[v] for v in m.inputs], m.attrs, m.regions)
+        body.nodes.append(bn)
+        for o, bo in zip(m.outputs, bn.outputs):
+            benv[o] = bo
+    body.set_outputs([benv[root.outputs[0]]])
+    node = new_g.make_node("fusion", operands, {}, (body,))
+    new_g.nodes.append(node)
+    return node.outputs[0]

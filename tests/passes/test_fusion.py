@@ -1,0 +1,194 @@
+"""The fusion pass: text-in/text-out rules, and differential tests through the
+interpreter and through compiled code (one kernel per group)."""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.ir import Graph, OpTypeError, TensorType, parse, verify
+from kiln.passes import PassManager, get_pass
+from kiln.passes.fusion import RULES
+
+from .util import ir
+
+fusion = get_pass("fusion")
+
+
+def fused(text: str) -> str:
+    return str(verify(fusion(parse(ir(text)))))
+
+
+def test_dense_relu_becomes_matmul_with_epilogue():
+    out = fused("""
+        graph @d(%x: f32[N,8]) -> f32[N,4] {
+          param %w: f32[8,4]
+          param %b: f32[4]
+          %0: f32[N,4] = matmul(%x, %w)
+          %1: f32[N,4] = add(%0, %b)
+          %2: f32[N,4] = relu(%1)
+          return %2
+        }""")
+    assert out.strip() == ir("""
+        graph @d(%x: f32[N,8]) -> f32[N,4] {
+          param %w: f32[8,4]
+          param %b: f32[4]
+          %0: f32[N,4] = fusion(%x, %w, %b) {
+            ^(%p0: f32[N,8], %p1: f32[8,4], %p2: f32[4]):
+            %0.0: f32[N,4] = matmul(%p0, %p1)
+            %0.1: f32[N,4] = add(%0.0, %p2)
+            %0.2: f32[N,4] = relu(%0.1)
+            yield %0.2
+          }
+          return %0
+        }""").strip()
+
+
+def test_elementwise_chain_with_scalar_constant_is_one_loop():
+    out = fused("""
+        graph @e(%x: f32[N,8], %y: f32[8]) -> f32[N,8] {
+          %0: f32[] = constant() {value=0.5}
+          %1: f32[N,8] = mul(%x, %0)
+          %2: f32[N,8] = add(%1, %y)
+          %3: f32[N,8] = tanh(%2)
+          return %3
+        }""")
+    assert out.strip() == ir("""
+        graph @e(%x: f32[N,8], %y: f32[8]) -> f32[N,8] {
+          %0: f32[N,8] = fusion(%x, %y) {
+            ^(%p0: f32[N,8], %p1: f32[8]):
+            %0.0: f32[] = constant() {value=0.5}
+            %0.1: f32[N,8] = mul(%p0, %0.0)
+            %0.2: f32[N,8] = add(%0.1, %p1)
+            %0.3: f32[N,8] = tanh(%0.2)
+            yield %0.3
+          }
+          return %0
+        }""").strip()
+
+
+def test_value_used_twice_inside_the_group_fuses_but_used_outside_does_not():
+    out = fused("""
+        graph @m(%x: f32[N,8]) -> (f32[N,8], f32[N,8]) {
+          %0: f32[N,8] = exp(%x)
+          %1: f32[N,8] = mul(%0, %0)
+          %2: f32[N,8] = neg(%x)
+          %3: f32[N,8] = relu(%2)
+          %4: f32[N,8] = add(%3, %2)
+          return %1, %2
+        }""")
+    # exp fuses into mul (both uses inside); neg is a graph output: it stays; relu/add are dead
+    # code for DCE, but fusion keeps them and fuses relu into add
+    assert "%0: f32[N,8] = fusion(%x) {" in out and "%0.0: f32[N,8] = exp(%p0)" in out
+    assert "%1: f32[N,8] = neg(%x)" in out
+    assert "%2: f32[N,8] = fusion(%1) {" in out
+
+
+def test_softmax_and_transpose_are_not_fused_reduction_takes_prologue():
+    out = fused("""
+        graph @r(%x: f32[N,8]) -> (f32[N,1], f32[8,N]) {
+          %0: f32[N,8] = mul(%x, %x)
+          %1: f32[N,1] = reduce_sum(%0) {axes=[1], keepdims=true}
+          %2: f32[N,1] = sqrt(%1)
+          %3: f32[N,8] = softmax(%x) {axis=-1}
+          %4: f32[N,8] = exp(%3)
+          %5: f32[8,N] = transpose(%4) {perm=[1, 0]}
+          return %2, %5
+        }""")
+    assert "%0.0: f32[N,8] = mul(%p0, %p0)" in out and "reduce_sum(%0.0)" in out
+    assert "%1: f32[N,1] = sqrt(%0)" in out          # no elementwise after a reduction
+    assert "%2: f32[N,8] = softmax(%x) {axis=-1}" in out
+    assert "%3: f32[N,8] = exp(%2)" in out and "%4: f32[8,N] = transpose(%3)" in out
+
+
+def test_matmul_does_not_join_a_group_whose_result_is_larger():
+    out = fused("""
+        graph @b(%x: f32[N,8], %w: f32[8,1], %z: f32[N,4]) -> f32[N,4] {
+          %0: f32[N,1] = matmul(%x, %w)
+          %1: f32[N,4] = add(%0, %z)
+          return %1
+        }""")
+    assert "%0: f32[N,1] = matmul(%x, %w)" in out and "fusion" not in out
+
+
+def test_rules_are_data():
+    assert {r.group for r in RULES} == {"loop", "matmul", "reduce"}
+    assert all(r.why for r in RULES)
+
+
+# -- differential: interpreter and compiled code -----------------------------------------------
+
+UNARY = ["neg", "relu", "sigmoid", "tanh", "exp"]
+BINARY = ["add", "sub", "mul", "maximum", "minimum"]
+
+
+def random_fusible_graph(seed: int) -> Graph:
+    """Random DAGs rich in what fusion groups: elementwise chains with broadcasting and
+    reuse, matmuls feeding epilogues, reductions fed by prologues, scalar constants."""
+    rng = np.random.default_rng(seed)
+    g = Graph(f"f{seed}")
+    pool = [g.add_input("x", TensorType(("N", 6))), g.add_input("y", TensorType(("N", 1, 6)))]
+    for i, shape in enumerate([(6,), (6, 6), (1, 6), (6, 1), (3, 6, 6)]):
+        pool.append(g.add_param(f"p{i}", rng.uniform(-1, 1, shape).astype(np.float32)))
+    for _ in range(25):
+        kind = rng.integers(0, 5)
+        a, b = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
+        try:
+            if kind == 0:
+                name = UNARY[rng.integers(len(UNARY))]
+                v = g.op(name, g.op("tanh", a) if name == "exp" else a)
+            elif kind == 1:
+                v = g.op(BINARY[rng.integers(len(BINARY))], a, b)
+            elif kind == 2:
+                v = g.op("mul", a, g.constant(float(rng.uniform(-2, 2))))
+            elif kind == 3:
+                v = g.op("tanh", g.op("matmul", a, b))
+            elif a.type.rank:
+                v = g.op(["reduce_sum", "reduce_mean", "reduce_max"][rng.integers(3)],
+                         g.op("mul", a, a) if rng.integers(2) else a,
+                         axes=[int(rng.integers(a.type.rank))], keepdims=bool(rng.integers(2)))
+            else:
+                continue
+        except OpTypeError:
+            continue
+        pool.append(v)
+    batched = [v for v in pool[7:] if "N" in v.type.shape]
+    g.set_outputs(batched[-3:] or [pool[0]])
+    return verify(g)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_graphs_fused_agree_with_interpreter_and_compiled(seed):
+    g = random_fusible_graph(seed)
+    out = PassManager(["dce", "fusion"]).run(g)
+    exe = kiln.compile(g, passes=["dce", "fusion"])
+    assert exe.ir == str(out)
+    rng = np.random.default_rng(seed)
+    for n in (1, 4):
+        xs = [rng.standard_normal(v.type.concrete({"N": n})).astype(np.float32) for v in g.inputs]
+        want = kiln.interpret(g, *xs)
+        want = want if isinstance(want, tuple) else (want,)
+        via_fused = kiln.interpret(out, *xs)
+        via_fused = via_fused if isinstance(via_fused, tuple) else (via_fused,)
+        got = exe(*xs)
+        got = got if isinstance(got, tuple) else (got,)
+        for w, f, c in zip(want, via_fused, got):
+            np.testing.assert_allclose(f, w, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(c, w, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(w).max())))
+
+
+def test_random_graphs_do_fuse():
+    """Guards the test above against a generator whose graphs never fuse."""
+    groups = sum(str(PassManager(["dce", "fusion"]).run(random_fusible_graph(s))).count("= fusion(")
+                 for s in range(12))
+    assert groups >= 24
+
+
+def kernels(g: Graph) -> int:
+    return sum(1 for n in g.nodes if n.op.family not in ("reshape", "constant"))
+
+
+def test_mlp_kernels_halved():
+    m = kiln.Sequential([kiln.Input(shape=(784,)), kiln.layers.Dense(64, activation="relu"),
+                         kiln.layers.Dense(64, activation="relu"), kiln.layers.Dense(10, activation="softmax")])
+    before = kernels(kiln.lower(m))
+    after = kernels(kiln.compile(m).graph)
+    assert (before, after) == (9, 4)
