@@ -97,6 +97,8 @@ class Graph:
         self.param_values: dict[str, np.ndarray] = {}
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
+        # state updates, done in place after the outputs are produced: (param, new value)
+        self.updates: list[tuple[Value, Value]] = []
         # memory plan (kiln/passes/memory.py): arena value -> byte offset (a Poly);
         # None until planned. Any rewrite drops it (rebuild does not carry it).
         self.arena: dict | None = None
@@ -160,6 +162,27 @@ class Graph:
     def set_outputs(self, outputs: Iterable[Value]):
         self.outputs = list(outputs)
 
+    def add_update(self, param: "Value | str", value: Value):
+        """``param <- value`` at the end of every run (training: weights, optimizer
+        slots, moving statistics)."""
+        p = self.params.get(param) if isinstance(param, str) else param
+        if p is None or p.kind != "param" or self.params.get(p.name) is not p:
+            raise ValueError(f"graph {self.name}: an update needs a param of this graph, got {param!r}")
+        if p.type != value.type:
+            raise ValueError(f"update of %{p.name}: value has type {value.type}, the param is {p.type}")
+        if any(q is p for q, _ in self.updates):
+            raise ValueError(f"param %{p.name} is updated twice")
+        self.updates.append((p, value))
+
+    @property
+    def updated_params(self) -> set:
+        """Names of the params this graph updates (variables, not constants)."""
+        return {p.name for p, _ in self.updates}
+
+    def roots(self) -> list:
+        """Values that must be computed: the outputs and the updates' new values."""
+        return list(self.outputs) + [v for _, v in self.updates]
+
     def building(self):
         """Context manager making this the graph kiln ops append to."""
         return _Building(self)
@@ -213,6 +236,7 @@ class Graph:
                     raise OpTypeError(f"rewrite of {n.op.name} changed a type: {old.type} -> {new.type}")
                 env[old] = new
         g.outputs = [env[v] for v in self.outputs]
+        g.updates = [(env[p], env[v]) for p, v in self.updates]
         return g
 
     def copy(self) -> "Graph":

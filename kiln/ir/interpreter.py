@@ -42,8 +42,11 @@ def concrete_attrs(node, bindings) -> dict:
     return out
 
 
-def interpret(g: Graph, *inputs, params: Mapping[str, np.ndarray] | None = None):
-    """Run ``g`` on numpy inputs; returns one array, or a tuple for several outputs."""
+def interpret(g: Graph, *inputs, params: Mapping[str, np.ndarray] | None = None,
+              return_updates: bool = False):
+    """Run ``g`` on numpy inputs; returns one array, or a tuple for several outputs.
+    With ``return_updates``, returns ``(outputs, {param name: new value})`` for the
+    graph's state updates (the interpreter never changes the values it was given)."""
     if len(inputs) != len(g.inputs):
         raise ValueError(f"graph @{g.name} takes {len(g.inputs)} input(s), got {len(inputs)}")
     arrays = [np.asarray(x, dtype=v.type.dtype.np) for v, x in zip(g.inputs, inputs)]
@@ -63,7 +66,10 @@ def interpret(g: Graph, *inputs, params: Mapping[str, np.ndarray] | None = None)
             _check(n, o.type, r, bindings)
             env[o] = r
     outs = tuple(env[v] for v in g.outputs)
-    return outs[0] if len(outs) == 1 else outs
+    result = outs[0] if len(outs) == 1 else outs
+    if return_updates:
+        return result, {p.name: env[v] for p, v in g.updates}
+    return result
 
 
 def _check(n, t: TensorType, r: np.ndarray, bindings):

@@ -29,6 +29,7 @@ _TOKEN = re.compile(r"""
   | (?P<value>%[A-Za-z0-9_.]+)
   | (?P<global>@[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<arrow>->)
+  | (?P<larrow><-)
   | (?P<num>[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)|-inf\b)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<str>"(?:[^"\\\n]|\\.)*")
@@ -209,6 +210,18 @@ class _Parser:
                 g.set_outputs(outs)
                 self.expect("}")
                 break
+            elif t.kind == "value" and self.toks[self.i + 1].kind == "larrow":
+                pt = self.next()
+                self.next()
+                p = env.get(pt.text)
+                if p is None or p.kind != "param":
+                    raise self.error(f"{pt.text} is not a param of this graph (only params are "
+                                     f"updated)", pt)
+                vt = self.peek()
+                try:
+                    g.add_update(p, self.use(env))
+                except ValueError as e:
+                    raise self.error(str(e), vt) from None
             elif t.kind == "value":
                 self.node(g, env)
             else:

@@ -108,6 +108,8 @@ def print_graph(g) -> str:
         lines.append(f"  param %{name}: {v.type}")
     for n in g.nodes:
         lines += _node_lines(n, names, "  ", g.arena)
+    for p, v in g.updates:
+        lines.append(f"  {names.get(p, '%<undefined>')} <- {names.get(v, '%<undefined>')}")
     lines.append("  return " + ", ".join(names.get(v, "%<undefined>") for v in g.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -73,7 +73,20 @@ def verify(g: Graph) -> Graph:
             if o.producer is not n or o.index != i or o.kind != "node":
                 raise VerifyError(f"{desc}: output {i} does not point back to this node")
             defined.add(o)
-    if not g.outputs:
+    updated = set()
+    for p, v in g.updates:
+        if g.params.get(getattr(p, "name", None)) is not p:
+            raise VerifyError(f"{where}: update of {name(p)}: not a param of this graph")
+        if p in updated:
+            raise VerifyError(f"{where}: param {name(p)} is updated twice")
+        updated.add(p)
+        if v not in defined:
+            raise VerifyError(f"{where}: update {name(p)} <- {name(v)}: the value is not defined "
+                              f"in this graph")
+        if v.type != p.type:
+            raise VerifyError(f"{where}: update {name(p)} <- {name(v)}: type {v.type} does not "
+                              f"match the param's {p.type}")
+    if not g.outputs and not g.updates:
         raise VerifyError(f"{where}: graph has no outputs")
     for i, v in enumerate(g.outputs):
         if v not in defined:

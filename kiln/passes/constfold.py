@@ -3,7 +3,8 @@
 Algorithm: one forward sweep in topological order (``Graph.rebuild``), carrying a
 map from values of the new graph to their compile-time contents. A value is known
 when it is the output of a ``constant`` node, or a parameter whose value the graph
-holds in ``param_values`` (at inference the weights are constants), or the result
+holds in ``param_values`` and does not update (at inference the weights are
+constants; a param the graph updates is a variable), or the result
 of an earlier fold. A node is folded when
 
 - it has at least one operand and every operand is known (``constant`` nodes
@@ -38,11 +39,12 @@ MAX_CONSTANT_ELEMENTS = 16
 @register_pass("constfold")
 def constfold(g: Graph) -> Graph:
     known: dict = {}  # Value of the new graph -> np.ndarray
+    variables = g.updated_params
 
     def value_of(new_g: Graph, v):
         if v in known:
             return known[v]
-        if v.kind == "param" and v.name in new_g.param_values:
+        if v.kind == "param" and v.name in new_g.param_values and v.name not in variables:
             return new_g.param_values[v.name]
         return None
 
@@ -57,7 +59,8 @@ def constfold(g: Graph) -> Graph:
         arrays = [value_of(new_g, v) for v in ins]
         if any(a is None for a in arrays):
             return None
-        res = n.op.reference(*arrays, **concrete_attrs(n, {}))
+        extra = {"regions": n.regions} if n.regions else {}
+        res = n.op.reference(*arrays, **concrete_attrs(n, {}), **extra)
         res = res if isinstance(res, tuple) else (res,)
         outs = []
         for o, r in zip(n.outputs, res, strict=True):

@@ -92,7 +92,7 @@ def _rule(p: Node, g: _Group, consumer: Node):
 def plan_groups(g: Graph) -> dict:
     """Node -> _Group for every node (singletons included)."""
     users = g.users()
-    outputs = set(g.outputs)
+    outputs = set(g.roots())
     producer = {o: n for n in g.nodes for o in n.outputs}
     group: dict = {}
     for n in reversed(g.nodes):
@@ -143,6 +143,7 @@ def fusion(g: Graph) -> Graph:
         for o, no in zip(n.outputs, nn.outputs):
             env[o] = no
     new_g.outputs = [env[v] for v in g.outputs]
+    new_g.updates = [(env[p], env[v]) for p, v in g.updates]
     return new_g
 
 

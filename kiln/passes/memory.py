@@ -78,7 +78,8 @@ def classify(g: Graph) -> dict:
 
 def lifetimes(g: Graph, storage: dict | None = None) -> dict:
     """Arena value -> (index of its producer, index of its last reader); readers of its
-    aliases count, and a graph output copied out at the end lives to len(nodes)."""
+    aliases count, and a graph output or update value copied at the end lives to
+    len(nodes)."""
     storage = storage or classify(g)
 
     def root(v):
@@ -94,7 +95,7 @@ def lifetimes(g: Graph, storage: dict | None = None) -> dict:
             r = root(v)
             if r in first:
                 last[r] = i
-    for v in g.outputs:
+    for v in g.roots():
         r = root(v)
         if r in first:
             last[r] = len(g.nodes)

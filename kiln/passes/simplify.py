@@ -38,7 +38,7 @@ class Ctx:
     def __init__(self, g: Graph):
         self.g = g
         self.producer: dict = {}
-        self.known: set = {v for k, v in g.params.items() if k in g.param_values}
+        self.known: set = set()
 
     def add(self, n: Node):
         for o in n.outputs:
@@ -198,7 +198,8 @@ def _sweep(g: Graph) -> tuple:
         env[v] = new.add_input(v.name, v.type)
     for k, v in g.params.items():
         env[v] = new.add_param(k, g.param_values.get(k), type=v.type)
-    ctx.known = {env[v] for v in g.params.values() if v.name in g.param_values}
+    ctx.known = {env[v] for v in g.params.values()
+                 if v.name in g.param_values and v.name not in g.updated_params}
     seen: dict = {}
     for n in g.nodes:
         ins = [env[v] for v in n.inputs]
@@ -225,6 +226,7 @@ def _sweep(g: Graph) -> tuple:
         for o, no in zip(n.outputs, repl):
             env[o] = no
     new.outputs = [env[v] for v in g.outputs]
+    new.updates = [(env[p], env[v]) for p, v in g.updates]
     return new, changed
 
 

@@ -42,13 +42,15 @@ class Executable:
         self._lowered = lowered
         self._compiled = compiled
         self._fn = _ENTRY(compiled.address(lowered.entry))
-        self._params = []
+        # the executable's own copies: state updates write into them in place
+        self.params: dict = {}
         for name in lowered.param_names:
             val = graph.param_values.get(name)
             if val is None:
                 raise ValueError(f"param %{name} has no value; give the graph its parameter "
                                  f"values before compiling")
-            self._params.append(np.ascontiguousarray(val, dtype=graph.params[name].type.dtype.np))
+            self.params[name] = np.array(val, dtype=graph.params[name].type.dtype.np, order="C")
+        self._params = list(self.params.values())
         self._param_ptrs = (ctypes.c_void_p * max(1, len(self._params)))(
             *[p.ctypes.data for p in self._params])
         self._arena_raw = np.empty(0, np.uint8)

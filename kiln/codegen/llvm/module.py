@@ -12,7 +12,8 @@ results share their operand's buffer; intermediates sit in the arena at the byte
 offsets of the plan (polynomials in the symbols) -- the graph's own plan if the
 ``memory`` pass ran, else one made here. A kernel that writes over its operand (an
 in-place slot) loses the ``noalias`` on that pair. Graph outputs that are not
-written directly are copied at the end (llvm.memcpy).
+written directly are copied at the end (llvm.memcpy), then state updates are copied
+into their parameters' buffers.
 """
 from __future__ import annotations
 
@@ -140,4 +141,7 @@ def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols):
         dst = b.load(b.gep(outputs, [I64(k)]))
         nbytes = poly(Poly.of(Affine.product(v.type.shape) * v.type.dtype.itemsize))
         b.call(memcpy, [dst, address(v), nbytes, ll.Constant(ll.IntType(1), 0)])
+    for p, v in g.updates:   # state updates, after every output has been produced
+        nbytes = poly(Poly.of(Affine.product(v.type.shape) * v.type.dtype.itemsize))
+        b.call(memcpy, [address(p), address(v), nbytes, ll.Constant(ll.IntType(1), 0)])
     b.ret_void()
