@@ -42,6 +42,17 @@ def param_for(variable: Variable, graph: Graph | None = None) -> Value:
     return v
 
 
+def assign(variable: Variable, value) -> None:
+    """Update ``variable`` to ``value`` at the end of every run of the graph being built
+    (a state update ``%param <- value``: BatchNormalization's moving statistics,
+    optimizer slots). The value must have the variable's shape and dtype."""
+    if not isinstance(variable, Variable):
+        raise TypeError(f"kiln.ops.assign: expected a layer Variable, got {type(variable).__name__}")
+    g = current_graph()
+    p = param_for(variable, g)
+    g.add_update(p, convert(value, p.dtype))
+
+
 def _is_const(x) -> bool:
     return isinstance(x, (bool, int, float, complex, np.number, np.bool_, np.ndarray, list, tuple))
 
@@ -203,6 +214,6 @@ def transpose(x, axes=None):
     return current_graph().op("transpose", x, perm=perm)
 
 
-__all__ = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "matmul", "negative",
+__all__ = ["assign", "add", "subtract", "multiply", "divide", "maximum", "minimum", "matmul", "negative",
            "exp", "log", "sqrt", "relu", "sigmoid", "tanh", "softmax", "cast", "sum", "mean",
            "max", "reshape", "transpose", "convert", "param_for"]
