@@ -1,7 +1,8 @@
 """Fusion: group ops into ``fusion`` nodes that codegen emits as one kernel each.
 
 Algorithm. Every node starts in a group of its own, whose *kind* follows from its
-op: elementwise -> ``loop``; matmul -> ``matmul`` (a master with an empty epilogue);
+op: elementwise -> ``loop``; matmul, conv, pooling -> ``epilogue`` (a master with an
+empty epilogue);
 reductions -> ``reduce``; anything else -> not fusible. Nodes are visited in REVERSE
 topological order; for each node's group, each producer ``p`` of the node's operands
 may join the group when
@@ -39,13 +40,14 @@ class Rule:
 
 RULES = (
     Rule(EW, "loop", "rest", "loop", "elementwise chains become one loop"),
-    Rule(EW, "matmul", "rest", "matmul", "elementwise epilogue computed on rows of C"),
+    Rule(EW, "epilogue", "rest", "epilogue", "elementwise epilogue applied to the master's result "
+                                             "while it is in cache (GEMM: per tile)"),
     Rule(EW, "reduce", "master", "reduce", "elementwise prologue computed inside the reduction"),
     Rule(EW, "reduce", "rest", "reduce", "elementwise prologue computed inside the reduction"),
-    Rule(frozenset({Kind.OUT_FUSABLE}), "loop", "rest", "matmul",
-         "matmul becomes the master of an elementwise group over its result"),
+    Rule(frozenset({Kind.OUT_FUSABLE}), "loop", "rest", "epilogue",
+         "a matmul/conv/pooling becomes the master of an elementwise group over its result"),
     Rule(frozenset({"scalar_constant"}), "loop", "rest", "loop", "scalar constants become immediates"),
-    Rule(frozenset({"scalar_constant"}), "matmul", "rest", "matmul", "scalar constants become immediates"),
+    Rule(frozenset({"scalar_constant"}), "epilogue", "rest", "epilogue", "scalar constants become immediates"),
     Rule(frozenset({"scalar_constant"}), "reduce", "rest", "reduce", "scalar constants become immediates"),
 )
 
@@ -59,8 +61,8 @@ def _producer_kind(n: Node):
 def _initial_kind(n: Node) -> str | None:
     if n.op.kind in EW:
         return "loop"
-    if n.op.family == "matmul":
-        return "matmul"
+    if n.op.kind is Kind.OUT_FUSABLE and len(n.outputs) == 1:
+        return "epilogue"
     if n.op.family == "reduce":
         return "reduce"
     return None
@@ -71,7 +73,7 @@ class _Group:
 
     def __init__(self, n: Node, kind: str):
         self.kind, self.nodes, self.root = kind, {n}, n
-        self.master = n if kind in ("matmul", "reduce") else None
+        self.master = n if kind in ("epilogue", "reduce") else None
 
 
 def _rule(p: Node, g: _Group, consumer: Node):
@@ -81,7 +83,7 @@ def _rule(p: Node, g: _Group, consumer: Node):
     feeds = "master" if consumer is g.master else "rest"
     for r in RULES:
         if pk in r.producer and r.group == g.kind and r.feeds == feeds:
-            if r.result == "matmul" and g.kind == "loop":
+            if r.result == "epilogue" and g.kind == "loop":
                 # the matmul's result must span the whole group result (the epilogue runs on C)
                 if p.outputs[0].type != g.root.outputs[0].type:
                     return None
@@ -114,7 +116,7 @@ def plan_groups(g: Graph) -> dict:
             if rule is None:
                 continue
             grp.nodes.add(p)
-            if rule.result == "matmul" and grp.kind == "loop":
+            if rule.result == "epilogue" and grp.kind == "loop":
                 grp.master = p
             grp.kind = rule.result
             group[p] = grp

@@ -22,7 +22,7 @@ _PASSES: dict[str, PassFn] = {}
 
 #: Named pipelines: lists of registered pass names, run in order.
 PIPELINES: dict[str, list[str]] = {
-    "inference": ["simplify", "constfold", "dce", "fusion", "memory"],
+    "inference": ["simplify", "layout", "constfold", "dce", "fusion", "memory"],
 }
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")

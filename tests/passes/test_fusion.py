@@ -110,7 +110,7 @@ def test_matmul_does_not_join_a_group_whose_result_is_larger():
 
 
 def test_rules_are_data():
-    assert {r.group for r in RULES} == {"loop", "matmul", "reduce"}
+    assert {r.group for r in RULES} == {"loop", "epilogue", "reduce"}
     assert all(r.why for r in RULES)
 
 
@@ -192,3 +192,22 @@ def test_mlp_kernels_halved():
     before = kernels(kiln.lower(m))
     after = kernels(kiln.compile(m).graph)
     assert (before, after) == (9, 4)
+
+
+@pytest.mark.parametrize("master", ["conv2d", "max_pool2d"])
+def test_conv_and_pool_masters_take_an_epilogue(master):
+    rng = np.random.default_rng(3)
+    g = Graph("c")
+    x = g.add_input("x", TensorType(("N", 6, 5, 3)))
+    if master == "conv2d":
+        w = g.add_param("w", rng.standard_normal((3, 3, 3, 4)).astype(np.float32))
+        y = g.op("conv2d", x, w, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=1)
+        b = g.add_param("b", rng.standard_normal(4).astype(np.float32))
+    else:
+        y = g.op("max_pool2d", x, window=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0))
+        b = g.add_param("b", rng.standard_normal(3).astype(np.float32))
+    g.set_outputs([g.op("relu", g.op("add", y, b))])
+    exe = kiln.compile(g)
+    assert exe.ir.count("= fusion(") == 1 and f"= {master}(" in exe.ir
+    xx = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(exe(xx), kiln.interpret(g, xx), rtol=1e-5, atol=1e-5)

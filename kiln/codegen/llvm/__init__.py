@@ -5,3 +5,4 @@ from .target import Compiled, host_target_machine, jit
 __all__ = ["LoweredModule", "lower_graph", "Compiled", "host_target_machine", "jit"]
 from . import fused  # noqa: E402,F401  (registers the fusion kernel family)
 from . import kernels_data, kernels_nn  # noqa: E402,F401  (register their kernel families)
+from . import kernels_gemm  # noqa: E402,F401

@@ -8,16 +8,19 @@ relative to the final shape are enough). Three shapes of group:
 
 - loop fusion (no master): one loop nest over the result, the whole elementwise
   DAG evaluated per element;
-- matmul + epilogue: the matmul computes a row of C into the output buffer, then the
-  epilogue (bias, activation, residual add, ...) rewrites that row in place while it
-  is in cache;
+- matmul + epilogue: the matmul computes a row (packed GEMM: a tile) of C into the
+  output buffer, then the epilogue (bias, activation, residual add, ...) rewrites it
+  in place while it is in cache;
+- any other master (conv, pooling) + epilogue: the master's kernel writes the output,
+  then one loop applies the epilogue in place (one kernel, no intermediate buffer);
 - elementwise prologue + reduction: the reduction's input is computed on the fly.
 """
 from __future__ import annotations
 
 from ...ir.opdef import Kind
-from .emit import broadcast_strides, collapse, const, contiguous_strides, strided_nest
-from .kernels import kernel, kernel_context, matmul_into, reduce_into
+from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, strided_nest
+from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
+from .kernels_gemm import gemm_packed_into
 from .scalar import SCALAR
 
 ELEMENTWISE_KINDS = (Kind.ELEMENTWISE, Kind.BROADCAST)
@@ -97,7 +100,7 @@ def emit_fusion(module, name, node, symbols):
             kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
 
         strided_nest(kc, shape, strides, point)
-    elif master.op.family == "matmul":                   # matmul + epilogue
+    elif master.op.family == "matmul":                   # matmul + epilogue per row
         c = master.outputs[0]
         a_ptr, b_ptr = (args[v] for v in master.inputs)
         leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
@@ -118,6 +121,41 @@ def emit_fusion(module, name, node, symbols):
 
         matmul_into(kc, master, out_ptr, a_ptr, b_ptr, leaf_strides,
                     None if root is c else row)
+    elif master.op.family == "matmul_packed":            # GEMM tiles + epilogue per tile row
+        c = master.outputs[0]
+        a_ptr, bp_ptr = (args[v] for v in master.inputs)
+        leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
+        leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
+        n = out_t.shape[-1]
+        b = kc.b
+
+        def tile_row(r, j0, width):
+            bases = _row_offsets(kc, r, out_t.shape, leaf_strides)
+            crow = b.mul(r, I64(n))
+            with kc.loop(I64(width), name="e") as jj:
+                j = b.add(j0, jj)
+                ci = b.add(crow, j)
+                lv = {v: _leaf_loader(kc, args[v], v.type.dtype, b.add(base, b.mul(j, kc.affine(s[-1]))))
+                      for v, base, s in zip(leaves, bases, leaf_strides)}
+                lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, ci)
+                kc.store(dag.at(root, lv), out_ptr, ci, out_t.dtype)
+
+        gemm_packed_into(kc, master, out_ptr, a_ptr, bp_ptr, None if root is c else tile_row)
+    elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
+        c = master.outputs[0]
+        fn = KERNELS[master.op.family](module, f"{name}.master", master, symbols)
+        kc.b.call(fn, [out_ptr, *[args[v] for v in master.inputs], kc.dims_ptr])
+        leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
+        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
+                                  *[broadcast_strides(v.type, out_t.shape) for v in leaves])
+
+        def point(offs):
+            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
+            lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, offs[0])
+            kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
+
+        if root is not c:
+            strided_nest(kc, shape, strides, point)
     elif master.op.family == "reduce":                   # prologue + reduction
         if root is not master.outputs[0]:
             raise NotImplementedError("elementwise ops after a reduction in one group")
@@ -133,6 +171,25 @@ def emit_fusion(module, name, node, symbols):
     else:
         raise NotImplementedError(f"no fused kernel for a group around {master.op.name}")
     return kc.finish()
+
+
+def _row_offsets(kc, r, shape, strides_list):
+    """Element offsets, per stride vector, of the start of flat row ``r`` of ``shape``
+    (all dims but the last): the row index is unflattened with div/mod once per row."""
+    b = kc.b
+    idx, rem = [], r
+    for d in reversed(shape[:-1]):
+        dv = kc.dim(d)
+        idx.append(b.srem(rem, dv))
+        rem = b.sdiv(rem, dv)
+    idx.reverse()
+    out = []
+    for s in strides_list:
+        off = I64(0)
+        for i, st in zip(idx, s[:-1]):
+            off = b.add(off, b.mul(i, kc.affine(st)))
+        out.append(off)
+    return out
 
 
 def _used_outside(body, v, master) -> bool:

@@ -1,0 +1,139 @@
+"""The GEMM microkernel: C[M, n] = A[M, K] @ B, with B packed in panels.
+
+B arrives in the layout of ``pack_panels`` (ceil(n/NR) panels of [K, NR], zero-padded;
+the layout pass packs constant weights at compile time). For each panel, rows of A
+are taken MR at a time and an MR x NR tile of C is accumulated in vector registers
+(MR * NR/VW accumulators, one FMA per A element and B vector per step of k), then
+stored once -- C is never re-read inside the k loop, which is what made the plain
+i-k-j loop slow. The panel (K x NR floats) stays in cache while every row block
+streams past it. Rows left over (M mod MR) run the same kernel one row at a time;
+the last, partial panel goes through a small tile on the stack. A fused epilogue
+(bias, activation, residual, ...) then rewrites each stored tile while it is in L1.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from ...ir.types import Affine
+from ... import target as targets
+from .emit import I32, I64, LLTYPE, const, ptr
+from .kernels import kernel, kernel_context
+
+MR = 6
+
+
+def _vec_width(nr: int) -> int:
+    lanes = targets.host().f32_lanes
+    w = min(lanes, nr)
+    while nr % w:
+        w //= 2
+    return max(w, 1)
+
+
+def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None):
+    """Emit the packed GEMM for ``node`` (matmul_packed). ``tile_epilogue(row, j0, width)``
+    runs after each row of a tile is stored (row: flat row index of C; columns
+    [j0, j0+width))."""
+    b = kc.b
+    m = kc.module
+    a_t = node.inputs[0].type
+    npanels, K, NR = node.inputs[1].type.shape
+    n = node.attrs["n"]
+    dt = a_t.dtype
+    VW = _vec_width(NR)
+    nvec = NR // VW
+    vt = ll.VectorType(LLTYPE[dt], VW)
+    vptr = vt.as_pointer()
+    fma_name = f"llvm.fma.v{VW}{'f32' if dt.itemsize == 4 else 'f64'}"
+    fma = m.globals.get(fma_name) or ll.Function(m, ll.FunctionType(vt, [vt, vt, vt]), fma_name)
+    zero_v = ll.Constant(vt, [0.0] * VW)
+    splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
+    undef_v = ll.Constant(vt, ll.Undefined)
+
+    rows = kc.affine(Affine.product(a_t.shape[:-1]))
+    Kv = I64(K)
+    full_rows = b.mul(b.sdiv(rows, I64(MR)), I64(MR))
+
+    with b.goto_entry_block():
+        accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec)] for r in range(MR)]
+        tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
+    tile_ptr = b.bitcast(tile, ptr(dt))
+
+    def micro(i, R, jp, width):
+        panel = b.mul(jp, I64(K * NR))
+        for r in range(R):
+            for v in range(nvec):
+                b.store(zero_v, accs[r][v])
+        arows = [b.mul(b.add(i, I64(r)), Kv) for r in range(R)]
+        with kc.loop(Kv, name="k") as k:
+            boff = b.add(panel, b.mul(k, I64(NR)))
+            bvec = [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True), vptr),
+                           align=dt.itemsize) for v in range(nvec)]
+            for r in range(R):
+                a = kc.load(a_ptr, b.add(arows[r], k), dt)
+                sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
+                for v in range(nvec):
+                    b.store(b.call(fma, [sa, bvec[v], b.load(accs[r][v])]), accs[r][v])
+        j0 = b.mul(jp, I64(NR))
+        for r in range(R):
+            crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
+            if width == NR:
+                for v in range(nvec):
+                    dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
+                    b.store(b.load(accs[r][v]), dst, align=dt.itemsize)
+            else:  # partial last panel: through the stack tile, only the valid columns
+                for v in range(nvec):
+                    dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
+                    b.store(b.load(accs[r][v]), dst, align=dt.itemsize)
+                with kc.loop(I64(width), name="w") as j:
+                    kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr, b.add(crow, j), dt)
+        if tile_epilogue is not None:
+            for r in range(R):
+                tile_epilogue(b.add(i, I64(r)), j0, width)
+
+    def panels(first, last, width):
+        with kc.loop(I64(last), start=I64(first), name="jp") as jp:
+            with kc.loop(full_rows, name="ib", step=MR) as i:
+                micro(i, MR, jp, width)
+            with kc.loop(rows, start=full_rows, name="ir") as i:
+                micro(i, 1, jp, width)
+
+    last_width = n - (npanels - 1) * NR
+    if last_width == NR:
+        panels(0, npanels, NR)
+    else:
+        if npanels > 1:
+            panels(0, npanels - 1, NR)
+        panels(npanels - 1, npanels, last_width)
+
+
+@kernel("matmul_packed")
+def emit_matmul_packed(module, name, node, symbols):
+    kc = kernel_context(module, name, node, symbols)
+    c_ptr, a_ptr, bp_ptr = kc.args
+    gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr)
+    return kc.finish()
+
+
+@kernel("pack_panels")
+def emit_pack_panels(module, name, node, symbols):
+    """Run-time packing (constant weights are packed at compile time instead)."""
+    kc = kernel_context(module, name, node, symbols)
+    b = kc.b
+    out_ptr, x_ptr = kc.args
+    npanels, K, NR = node.outputs[0].type.shape
+    P = node.inputs[0].type.shape[1]
+    dt = node.inputs[0].type.dtype
+    with kc.loop(I64(npanels), name="p") as p:
+        with kc.loop(I64(K), name="k") as k:
+            with kc.loop(I64(NR), name="j") as j:
+                col = b.add(b.mul(p, I64(NR)), j)
+                dst = b.add(b.mul(b.add(b.mul(p, I64(K)), k), I64(NR)), j)
+                inside = b.icmp_signed("<", col, I64(P))
+                with b.if_else(inside) as (then, otherwise):
+                    with then:
+                        kc.store(kc.load(x_ptr, b.add(b.mul(k, I64(P)), col), dt), out_ptr, dst, dt)
+                    with otherwise:
+                        kc.store(const(dt, 0.0), out_ptr, dst, dt)
+    return kc.finish()
+

@@ -1,0 +1,50 @@
+"""Layout: put constant weights in the layout their kernel wants.
+
+Algorithm. For every ``matmul(a, W)`` whose right operand ``W`` is a known 2-D float32
+matrix (a parameter whose value the graph holds and does not update, or a constant)
+and is not batched, rewrite to ``matmul_packed(a, pack_panels(W))``: the panel width
+NR is two vector registers of the target (32 floats with AVX-512, 16 with AVX2, 8
+with SSE). ``pack_panels`` of a known matrix is folded by ``constfold``, which runs
+after this pass, so the packing happens once at compile time -- never per call.
+Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
+run after this pass, so the pass memoizes per weight itself).
+"""
+from __future__ import annotations
+
+from .. import target as targets
+from ..ir.graph import Graph
+from ..ir.types import DType
+from .manager import register_pass
+
+
+def panel_width(target=None) -> int:
+    return 2 * targets.get(target).f32_lanes
+
+
+@register_pass("layout")
+def layout(g: Graph) -> Graph:
+    nr = panel_width()
+    known_params = {k for k in g.param_values if k not in g.updated_params}
+    constants: set = set()     # outputs of constant nodes in the new graph
+    packed: dict = {}          # weight (new graph) -> its packed value
+
+    def is_known(v) -> bool:
+        return (v.kind == "param" and v.name in known_params) or v in constants
+
+    def rewrite(new_g: Graph, n, ins):
+        if n.op.family == "constant":
+            nn = new_g.make_node(n.op, [], n.attrs)
+            new_g.nodes.append(nn)
+            constants.add(nn.outputs[0])
+            return nn.outputs
+        if n.op.name != "matmul":
+            return None
+        a, w = ins
+        if (not is_known(w) or w.type.rank != 2 or not w.type.is_static
+                or w.dtype is not DType.f32 or a.type.rank < 2):
+            return None
+        if w not in packed:
+            packed[w] = new_g.op("pack_panels", w, nr=nr)
+        return (new_g.op("matmul_packed", a, packed[w], n=w.type.shape[1]),)
+
+    return g.rebuild(rewrite)

@@ -1,0 +1,56 @@
+"""Layout ops: pack_panels and matmul_packed against numpy written here."""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.ir import Graph, OpTypeError, TensorType
+
+COVERED = {"pack_panels", "matmul_packed"}
+
+
+@pytest.mark.parametrize("k,p,nr", [(3, 5, 2), (7, 32, 32), (7, 33, 32), (1, 1, 8), (4, 16, 8)])
+def test_pack_panels_layout(k, p, nr):
+    w = np.arange(k * p, dtype=np.float32).reshape(k, p) + 1
+    g = Graph("p")
+    x = g.add_input("x", TensorType((k, p)))
+    g.set_outputs([g.op("pack_panels", x, nr=nr)])
+    got = kiln.interpret(g, w)
+    panels = -(-p // nr)
+    assert got.shape == (panels, k, nr)
+    for q in range(panels):
+        for kk in range(k):
+            for j in range(nr):
+                col = q * nr + j
+                assert got[q, kk, j] == (w[kk, col] if col < p else 0.0)
+
+
+@pytest.mark.parametrize("a_shape,k,p,nr", [((5, 7), 7, 33, 32), (("N", 7), 7, 9, 4), ((2, 3, 7), 7, 16, 8)])
+def test_matmul_packed_equals_matmul(a_shape, k, p, nr):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((k, p)).astype(np.float32)
+    g = Graph("m")
+    a = g.add_input("a", TensorType(a_shape))
+    wp = g.add_param("w", w)
+    g.set_outputs([g.op("matmul_packed", a, g.op("pack_panels", wp, nr=nr), n=p)])
+    x = rng.standard_normal([4 if d == "N" else d for d in a_shape]).astype(np.float32)
+    np.testing.assert_allclose(kiln.interpret(g, x), x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("a,bp,attrs,match", [
+    ((5, 7), (2, 7, 4), {"n": 9}, r"n=9 does not fit 2 panels of 4"),
+    ((5, 6), (2, 7, 4), {"n": 8}, r"inner dimensions differ"),
+    ((7,), (2, 7, 4), {"n": 8}, r"expects \[\.\.\., M, K\]"),
+])
+def test_matmul_packed_type_errors(a, bp, attrs, match):
+    g = Graph("e")
+    x = g.add_input("a", TensorType(a))
+    y = g.add_input("b", TensorType(bp))
+    with pytest.raises(OpTypeError, match=match):
+        g.op("matmul_packed", x, y, **attrs)
+
+
+def test_pack_panels_needs_a_static_matrix():
+    g = Graph("e")
+    x = g.add_input("a", TensorType(("N", 4)))
+    with pytest.raises(OpTypeError, match="static matrix"):
+        g.op("pack_panels", x, nr=4)
