@@ -16,7 +16,6 @@ import numpy as np
 
 from ..codegen.llvm import jit, lower_graph
 from ..ir.graph import Graph
-from ..ir.interpreter import bind_symbols
 from ..ir.types import BATCH, TensorType, is_symbol
 from ..passes import PassManager, pipeline
 
@@ -55,7 +54,17 @@ class Executable:
             *[p.ctypes.data for p in self._params])
         self._arena_raw = np.empty(0, np.uint8)
         self._arena_addr = 0
+        self._arena_bytes: dict = {}
         self._lock = threading.Lock()
+        # fast-path tables for __call__
+        self._in_np = [t.dtype.np for t in self.input_types]
+        self._out_np = [t.dtype.np for t in self.output_types]
+        self._binders = [(i, axis, d) for i, t in enumerate(self.input_types)
+                         for axis, d in enumerate(t.shape) if is_symbol(d)]
+        self._dims = np.zeros(max(1, len(self.symbols)), np.int64)
+        self._dims_addr = self._dims.ctypes.data
+        self._in_ptrs = (ctypes.c_void_p * max(1, len(self.input_types)))()
+        self._out_ptrs = (ctypes.c_void_p * max(1, len(self.output_types)))()
 
     # -- code for debugging -------------------------------------------------------------
     @property
@@ -88,8 +97,8 @@ class Executable:
             raise ValueError(f"expected {len(self.input_types)} input(s) "
                              f"({', '.join(self.input_names)}), got {len(xs)}")
         arrays = []
-        for name, t, x in zip(self.input_names, self.input_types, xs):
-            a = np.asarray(x)
+        for name, t, x, npdt in zip(self.input_names, self.input_types, xs, self._in_np):
+            a = x if type(x) is np.ndarray else np.asarray(x)
             if a.dtype.kind not in "biuf":
                 raise ValueError(f"input '{name}': expected numeric data for {t.dtype} with shape "
                                  f"{_shape_str(t)}, got dtype {a.dtype} with shape {a.shape}")
@@ -97,13 +106,29 @@ class Executable:
                 raise ValueError(f"input '{name}': expected shape {_shape_str(t)} (rank {t.rank}), "
                                  f"got shape {a.shape} (rank {a.ndim})")
             for d, n in zip(t.shape, a.shape):
-                if not is_symbol(d) and d != n:
+                if d.__class__ is int and d != n:
                     raise ValueError(f"input '{name}': expected shape {_shape_str(t)}, "
                                      f"got shape {a.shape}")
-            arrays.append(np.ascontiguousarray(a, dtype=t.dtype.np))
+            if a.dtype != npdt or not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a, dtype=npdt)
+            arrays.append(a)
         return arrays
 
-    def _arena(self, nbytes: int) -> int:
+    def _bind(self, arrays) -> tuple:
+        """Symbol values from the input shapes, in ``self.symbols`` order."""
+        vals: dict = {}
+        for i, axis, sym in self._binders:
+            n = arrays[i].shape[axis]
+            if vals.setdefault(sym, n) != n:
+                raise ValueError(f"input '{self.input_names[i]}': symbol {sym} is {vals[sym]} "
+                                 f"elsewhere, got {n} in shape {arrays[i].shape}")
+        return tuple(vals[s] for s in self.symbols)
+
+    def _arena(self, key: tuple) -> int:
+        nbytes = self._arena_bytes.get(key)
+        if nbytes is None:
+            nbytes = self._arena_bytes[key] = self._lowered.arena_bytes.evaluate(
+                dict(zip(self.symbols, key)))
         if nbytes + _ALIGN > self._arena_raw.size:
             self._arena_raw = np.empty(nbytes + _ALIGN, np.uint8)
             addr = self._arena_raw.ctypes.data
@@ -112,17 +137,19 @@ class Executable:
 
     def __call__(self, *xs):
         arrays = self._check_inputs(xs)
-        try:
-            bindings = bind_symbols(self.graph, arrays)
-        except ValueError as e:
-            raise ValueError(str(e).replace("%", "'", 1)) from None
-        outs = [np.empty(t.concrete(bindings), dtype=t.dtype.np) for t in self.output_types]
-        dims = np.array([bindings[s] for s in self.symbols] or [0], dtype=np.int64)
-        in_ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
-        out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
-        with self._lock:
-            arena = self._arena(self._lowered.arena_bytes.evaluate(bindings))
-            self._fn(in_ptrs, out_ptrs, self._param_ptrs, arena, dims.ctypes.data)
+        key = self._bind(arrays)
+        binding = dict(zip(self.symbols, key))
+        outs = [np.empty([binding[d] if d.__class__ is str else d for d in t.shape], dtype=npdt)
+                for t, npdt in zip(self.output_types, self._out_np)]
+        with self._lock:   # the pointer tables, dims and arena are shared by all calls
+            in_ptrs, out_ptrs = self._in_ptrs, self._out_ptrs
+            for i, a in enumerate(arrays):
+                in_ptrs[i] = a.ctypes.data
+            for i, o in enumerate(outs):
+                out_ptrs[i] = o.ctypes.data
+            for i, v in enumerate(key):
+                self._dims[i] = v
+            self._fn(in_ptrs, out_ptrs, self._param_ptrs, self._arena(key), self._dims_addr)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
@@ -137,23 +164,35 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)} "
                          f"(the 'cuda' target comes with GPU code generation)")
+    dump_dir = dump_dir or os.environ.get("KILN_DUMP_DIR") or None
+    pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
+    lowered = lower_graph(optimized)
+    compiled = jit(lowered.module, opt=opt_level)
+    if dump_dir:
+        write_code_dumps(dump_dir, len(pm.stages), compiled)
+    return Executable(optimized, lowered, compiled, pm.timings)
+
+
+def optimize_graph(model_or_graph, passes="inference", verify=True, dump_dir=None,
+                   caller="kiln.compile"):
+    """Lower a model (anything with ``_lower()``) or take an IR graph, and run the pass
+    pipeline on it: the front half shared by ``kiln.compile`` and ``kiln.export``.
+    Returns (the PassManager, the optimized graph)."""
     if isinstance(model_or_graph, Graph):
         graph = model_or_graph
     elif hasattr(model_or_graph, "_lower"):
         graph = model_or_graph._lower()
     else:
-        raise TypeError(f"kiln.compile expects a kiln model or a kiln.ir.Graph, "
+        raise TypeError(f"{caller} expects a kiln model or a kiln.ir.Graph, "
                         f"got {type(model_or_graph).__name__}")
-    dump_dir = dump_dir or os.environ.get("KILN_DUMP_DIR") or None
     names = pipeline(passes) if isinstance(passes, str) else list(passes)
     pm = PassManager(names, verify=verify, dump_dir=dump_dir)
-    optimized = pm.run(graph)
-    lowered = lower_graph(optimized)
-    compiled = jit(lowered.module, opt=opt_level)
-    if dump_dir:
-        d = Path(dump_dir)
-        k = len(pm.stages)
-        (d / f"{k:02d}-llvm.ll").write_text(compiled.ll_before)
-        (d / f"{k + 1:02d}-llvm-opt.ll").write_text(compiled.ll_after)
-        (d / f"{k + 2:02d}-asm.s").write_text(compiled.asm)
-    return Executable(optimized, lowered, compiled, pm.timings)
+    return pm, pm.run(graph)
+
+
+def write_code_dumps(dump_dir, first_index: int, code):
+    """LLVM IR before/after optimization and the assembly, numbered after the IR stages."""
+    d, k = Path(dump_dir), first_index
+    (d / f"{k:02d}-llvm.ll").write_text(code.ll_before)
+    (d / f"{k + 1:02d}-llvm-opt.ll").write_text(code.ll_after)
+    (d / f"{k + 2:02d}-asm.s").write_text(code.asm)

@@ -19,7 +19,8 @@ from ... import target as targets
 from .emit import I32, I64, LLTYPE, const, ptr
 from .kernels import kernel, kernel_context
 
-MR = 6
+MR = 6        # rows of C per register tile
+GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
 
 
 def _vec_width(nr: int) -> int:
@@ -55,56 +56,74 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None):
     full_rows = b.mul(b.sdiv(rows, I64(MR)), I64(MR))
 
     with b.goto_entry_block():
-        accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec)] for r in range(MR)]
+        accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec * GROUP)] for r in range(MR)]
         tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
     tile_ptr = b.bitcast(tile, ptr(dt))
 
-    def micro(i, R, jp, width):
-        panel = b.mul(jp, I64(K * NR))
-        for r in range(R):
-            for v in range(nvec):
-                b.store(zero_v, accs[r][v])
+    def micro(i, R, jp, widths):
+        """Rows i..i+R of C times panels jp..jp+len(widths): R * len(widths) * nvec
+        vector accumulators."""
+        G = len(widths)
+        acc = [row[:nvec * G] for row in accs[:R]]
+        for row in acc:
+            for a in row:
+                b.store(zero_v, a)
         arows = [b.mul(b.add(i, I64(r)), Kv) for r in range(R)]
+        panel = b.mul(jp, I64(K * NR))
         with kc.loop(Kv, name="k") as k:
-            boff = b.add(panel, b.mul(k, I64(NR)))
-            bvec = [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True), vptr),
-                           align=dt.itemsize) for v in range(nvec)]
+            bvec = []
+            for g in range(G):
+                boff = b.add(panel, b.add(I64(g * K * NR), b.mul(k, I64(NR))))
+                bvec += [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True),
+                                          vptr), align=dt.itemsize) for v in range(nvec)]
             for r in range(R):
                 a = kc.load(a_ptr, b.add(arows[r], k), dt)
                 sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
-                for v in range(nvec):
-                    b.store(b.call(fma, [sa, bvec[v], b.load(accs[r][v])]), accs[r][v])
-        j0 = b.mul(jp, I64(NR))
-        for r in range(R):
-            crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
-            if width == NR:
-                for v in range(nvec):
-                    dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
-                    b.store(b.load(accs[r][v]), dst, align=dt.itemsize)
-            else:  # partial last panel: through the stack tile, only the valid columns
-                for v in range(nvec):
-                    dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
-                    b.store(b.load(accs[r][v]), dst, align=dt.itemsize)
-                with kc.loop(I64(width), name="w") as j:
-                    kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr, b.add(crow, j), dt)
-        if tile_epilogue is not None:
+                for q in range(nvec * G):
+                    b.store(b.call(fma, [sa, bvec[q], b.load(acc[r][q])]), acc[r][q])
+        for g, width in enumerate(widths):
+            j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
-                tile_epilogue(b.add(i, I64(r)), j0, width)
-
-    def panels(first, last, width):
-        with kc.loop(I64(last), start=I64(first), name="jp") as jp:
-            with kc.loop(full_rows, name="ib", step=MR) as i:
-                micro(i, MR, jp, width)
-            with kc.loop(rows, start=full_rows, name="ir") as i:
-                micro(i, 1, jp, width)
+                crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
+                vecs = acc[r][g * nvec:(g + 1) * nvec]
+                if width == NR:
+                    for v in range(nvec):
+                        dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
+                        b.store(b.load(vecs[v]), dst, align=dt.itemsize)
+                else:  # partial last panel: through the stack tile, only the valid columns
+                    for v in range(nvec):
+                        dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
+                        b.store(b.load(vecs[v]), dst, align=dt.itemsize)
+                    with kc.loop(I64(width), name="w") as j:
+                        kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
+                                 b.add(crow, j), dt)
+            if tile_epilogue is not None:
+                for r in range(R):
+                    tile_epilogue(b.add(i, I64(r)), j0, width)
 
     last_width = n - (npanels - 1) * NR
-    if last_width == NR:
-        panels(0, npanels, NR)
-    else:
-        if npanels > 1:
-            panels(0, npanels - 1, NR)
-        panels(npanels - 1, npanels, last_width)
+    full_panels = npanels if last_width == NR else npanels - 1
+
+    # full MR-row blocks: panel-outer, so a panel stays in cache while the rows stream by
+    def block_rows(first, last, width):
+        with kc.loop(I64(last), start=I64(first), name="jp") as jp:
+            with kc.loop(full_rows, name="ib", step=MR) as i:
+                micro(i, MR, jp, [width])
+
+    if full_panels:
+        block_rows(0, full_panels, NR)
+    if full_panels < npanels:
+        block_rows(full_panels, npanels, last_width)
+
+    # leftover rows (all rows at batch 1): GROUP panels at a time, for enough
+    # independent accumulators to hide the FMA latency
+    grouped = full_panels // GROUP * GROUP
+    with kc.loop(rows, start=full_rows, name="ir") as i:
+        if grouped:
+            with kc.loop(I64(grouped), name="jg", step=GROUP) as jp:
+                micro(i, 1, jp, [NR] * GROUP)
+        for q in range(grouped, npanels):
+            micro(i, 1, I64(q), [NR if q < full_panels else last_width])
 
 
 @kernel("matmul_packed")
