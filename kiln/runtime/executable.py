@@ -18,6 +18,7 @@ from ..codegen.llvm import jit, lower_graph
 from ..ir.graph import Graph
 from ..ir.types import BATCH, TensorType, is_symbol
 from ..passes import PassManager, pipeline
+from . import threads as threads_mod
 
 _ALIGN = 64
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -31,7 +32,7 @@ def _shape_str(t: TensorType) -> str:
 
 
 class Executable:
-    def __init__(self, graph: Graph, lowered, compiled, timings=()):
+    def __init__(self, graph: Graph, lowered, compiled, timings=(), pool: int = 0):
         self.graph = graph
         self.input_types = [v.type for v in graph.inputs]
         self.input_names = [v.name for v in graph.inputs]
@@ -61,7 +62,10 @@ class Executable:
         self._out_np = [t.dtype.np for t in self.output_types]
         self._binders = [(i, axis, d) for i, t in enumerate(self.input_types)
                          for axis, d in enumerate(t.shape) if is_symbol(d)]
-        self._dims = np.zeros(max(1, len(self.symbols)), np.int64)
+        # the symbol values, then the thread pool (0: serial) -- see codegen's KernelContext
+        self._dims = np.zeros(len(self.symbols) + 1, np.int64)
+        self._dims[len(self.symbols)] = pool
+        self.threads = threads_mod.pool_threads(pool)
         self._dims_addr = self._dims.ctypes.data
         self._in_ptrs = (ctypes.c_void_p * max(1, len(self.input_types)))()
         self._out_ptrs = (ctypes.c_void_p * max(1, len(self.output_types)))()
@@ -154,12 +158,14 @@ class Executable:
 
 
 def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = True,
-            opt_level: int = 3, passes: str | list = "inference") -> Executable:
+            opt_level: int = 3, passes: str | list = "inference",
+            threads: int | None = None) -> Executable:
     """Compile a model (anything with ``_lower()``) or an IR graph for ``target``.
 
     ``dump_dir`` (or the ``KILN_DUMP_DIR`` environment variable) receives the IR after
     every pass (``00-lower.kir``, ``01-constfold.kir``, ...), the LLVM IR before and
-    after optimization and the assembly.
+    after optimization and the assembly. ``threads``: how many threads the generated
+    code may use (default: ``$KILN_NUM_THREADS``, else the cores available).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)} "
@@ -167,10 +173,12 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     dump_dir = dump_dir or os.environ.get("KILN_DUMP_DIR") or None
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
     lowered = lower_graph(optimized)
+    pool = threads_mod.pool(threads)
+    threads_mod.ensure_symbols()
     compiled = jit(lowered.module, opt=opt_level)
     if dump_dir:
         write_code_dumps(dump_dir, len(pm.stages), compiled)
-    return Executable(optimized, lowered, compiled, pm.timings)
+    return Executable(optimized, lowered, compiled, pm.timings, pool)
 
 
 def optimize_graph(model_or_graph, passes="inference", verify=True, dump_dir=None,

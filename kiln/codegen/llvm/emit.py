@@ -36,12 +36,16 @@ def const(dt: DType, v) -> ll.Constant:
 
 
 class KernelContext:
-    """One LLVM function under construction, with helpers for dims and loops."""
+    """One LLVM function under construction, with helpers for dims, loops, threads.
+
+    ``dims`` holds the symbol values, then (at index len(symbols)) the thread pool
+    (a ``kiln_pool*`` as an integer; 0 runs everything serially)."""
 
     def __init__(self, module: ll.Module, name: str, arg_types: list, symbols: tuple,
                  arg_names: list[str] | None = None):
         self.module = module
         self.symbols = symbols
+        self.arg_types = list(arg_types)
         fnty = ll.FunctionType(VOID, [*arg_types, I64.as_pointer()])
         self.fn = ll.Function(module, fnty, name)
         self.fn.linkage = "internal"
@@ -56,6 +60,7 @@ class KernelContext:
         entry = self.fn.append_basic_block("entry")
         self.b = ll.IRBuilder(entry)
         self._dims: dict = {}
+        self._tasks = 0
 
     # -- symbolic sizes -----------------------------------------------------------------
     def dim(self, d) -> ll.Value:
@@ -65,10 +70,57 @@ class KernelContext:
         if d not in self._dims:
             idx = self.symbols.index(d)
             with self.b.goto_block(self.fn.entry_basic_block):
-                self.b.position_at_start(self.fn.entry_basic_block)
                 p = self.b.gep(self.dims_ptr, [I64(idx)], inbounds=True)
                 self._dims[d] = self.b.load(p, name=d)
         return self._dims[d]
+
+    # -- threads ------------------------------------------------------------------------
+    def parallel(self, units: ll.Value, body, work: ll.Value | None = None,
+                 min_work: int = 1 << 16):
+        """Run ``body(tc, begin, end)`` over the unit range [0, units), split across
+        the thread pool when ``work`` (an estimate in flops or elements; default:
+        units) is at least ``min_work``; else serially. ``body`` emits into ``tc``, the
+        context of an outlined task function ``void (i8* ctx, i64 begin, i64 end)``
+        whose ``args``/``dims_ptr`` mirror this function's (packed into ``ctx``)."""
+        i8p = I8.as_pointer()
+        task = ll.Function(self.module, ll.FunctionType(VOID, [i8p, I64, I64]),
+                           f"{self.fn.name}.task{self._tasks}")
+        self._tasks += 1
+        task.linkage = "internal"
+        task.attributes.add("nounwind")
+        tc = object.__new__(KernelContext)
+        tc.module, tc.symbols, tc.arg_types, tc.fn = self.module, self.symbols, self.arg_types, task
+        tc._dims, tc._tasks = {}, 0
+        entry = task.append_basic_block("entry")
+        tc.b = ll.IRBuilder(entry)
+        slots = tc.b.bitcast(task.args[0], i8p.as_pointer())
+        vals = [tc.b.bitcast(tc.b.load(tc.b.gep(slots, [I64(i)])), t)
+                for i, t in enumerate([*self.arg_types, I64.as_pointer()])]
+        tc.args, tc.dims_ptr = vals[:-1], vals[-1]
+        start = task.append_basic_block("body")
+        tc.b.branch(start)
+        tc.b.position_at_end(start)
+        body(tc, task.args[1], task.args[2])
+        tc.b.ret_void()
+
+        b = self.b
+        with b.goto_entry_block():
+            ctx = b.alloca(ll.ArrayType(i8p, len(self.args) + 1), name="task_ctx")
+        slots = b.bitcast(ctx, i8p.as_pointer())
+        for i, v in enumerate([*self.args, self.dims_ptr]):
+            b.store(b.bitcast(v, i8p), b.gep(slots, [I64(i)]))
+        ctx_p = b.bitcast(ctx, i8p)
+        pool = b.load(b.gep(self.dims_ptr, [I64(len(self.symbols))]))
+        big = b.icmp_signed(">=", work if work is not None else units, I64(min_work))
+        threaded = b.and_(big, b.icmp_signed("!=", pool, I64(0)))
+        with b.if_else(threaded) as (then, otherwise):
+            with then:
+                pf = self.module.globals.get("kiln_parallel_for") or ll.Function(
+                    self.module, ll.FunctionType(VOID, [i8p, task.type, i8p, I64]),
+                    "kiln_parallel_for")
+                b.call(pf, [b.inttoptr(pool, i8p), task, ctx_p, units])
+            with otherwise:
+                b.call(task, [ctx_p, I64(0), units])
 
     def affine(self, a: Affine) -> ll.Value:
         v = I64(a.coeff)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from ...ir.opdef import Kind
 from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, strided_nest
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
-from .kernels_gemm import gemm_packed_into
+from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
 from .scalar import SCALAR
 
 ELEMENTWISE_KINDS = (Kind.ELEMENTWISE, Kind.BROADCAST)
@@ -123,24 +123,32 @@ def emit_fusion(module, name, node, symbols):
                     None if root is c else row)
     elif master.op.family == "matmul_packed":            # GEMM tiles + epilogue per tile row
         c = master.outputs[0]
-        a_ptr, bp_ptr = (args[v] for v in master.inputs)
         leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
         leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
         n = out_t.shape[-1]
-        b = kc.b
 
-        def tile_row(r, j0, width):
-            bases = _row_offsets(kc, r, out_t.shape, leaf_strides)
-            crow = b.mul(r, I64(n))
-            with kc.loop(I64(width), name="e") as jj:
-                j = b.add(j0, jj)
-                ci = b.add(crow, j)
-                lv = {v: _leaf_loader(kc, args[v], v.type.dtype, b.add(base, b.mul(j, kc.affine(s[-1]))))
-                      for v, base, s in zip(leaves, bases, leaf_strides)}
-                lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, ci)
-                kc.store(dag.at(root, lv), out_ptr, ci, out_t.dtype)
+        def emit(tc, begin, end):   # panels [begin, end), in a (possibly threaded) task
+            t_out, t_args = tc.args[0], dict(zip(body.inputs, tc.args[1:]))
+            t_dag = Dag(tc, module, body)
+            b = tc.b
 
-        gemm_packed_into(kc, master, out_ptr, a_ptr, bp_ptr, None if root is c else tile_row)
+            def tile_row(r, j0, width):
+                bases = _row_offsets(tc, r, out_t.shape, leaf_strides)
+                crow = b.mul(r, I64(n))
+                with tc.loop(I64(width), name="e") as jj:
+                    j = b.add(j0, jj)
+                    ci = b.add(crow, j)
+                    lv = {v: _leaf_loader(tc, t_args[v], v.type.dtype,
+                                          b.add(base, b.mul(j, tc.affine(s[-1]))))
+                          for v, base, s in zip(leaves, bases, leaf_strides)}
+                    lv[c] = _leaf_loader(tc, t_out, out_t.dtype, ci)
+                    tc.store(t_dag.at(root, lv), t_out, ci, out_t.dtype)
+
+            a, bp = (t_args[v] for v in master.inputs)
+            gemm_packed_into(tc, master, t_out, a, bp, None if root is c else tile_row,
+                             panel_range=(begin, end))
+
+        gemm_packed_parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
         c = master.outputs[0]
         fn = KERNELS[master.op.family](module, f"{name}.master", master, symbols)

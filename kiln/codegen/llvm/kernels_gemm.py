@@ -31,10 +31,11 @@ def _vec_width(nr: int) -> int:
     return max(w, 1)
 
 
-def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None):
-    """Emit the packed GEMM for ``node`` (matmul_packed). ``tile_epilogue(row, j0, width)``
-    runs after each row of a tile is stored (row: flat row index of C; columns
-    [j0, j0+width))."""
+def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None):
+    """Emit the packed GEMM for ``node`` (matmul_packed) over the panels in
+    ``panel_range`` (i64 values [begin, end); default: all). ``tile_epilogue(row, j0,
+    width)`` runs after each row of a tile is stored (row: flat row index of C;
+    columns [j0, j0+width))."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -103,34 +104,58 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None):
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
+    pb, pe = panel_range if panel_range is not None else (I64(0), I64(npanels))
+
+    def smin(x, y):
+        return b.select(b.icmp_signed("<", x, y), x, y)
+
+    fe = smin(pe, I64(full_panels))                    # end of the full panels in range
+    has_partial = b.and_(b.icmp_signed("==", pe, I64(npanels)), ll.Constant(ll.IntType(1),
+                                                                            full_panels < npanels))
 
     # full MR-row blocks: panel-outer, so a panel stays in cache while the rows stream by
-    def block_rows(first, last, width):
-        with kc.loop(I64(last), start=I64(first), name="jp") as jp:
-            with kc.loop(full_rows, name="ib", step=MR) as i:
-                micro(i, MR, jp, [width])
-
-    if full_panels:
-        block_rows(0, full_panels, NR)
+    with kc.loop(fe, start=pb, name="jp") as jp:
+        with kc.loop(full_rows, name="ib", step=MR) as i:
+            micro(i, MR, jp, [NR])
     if full_panels < npanels:
-        block_rows(full_panels, npanels, last_width)
+        with b.if_then(has_partial):
+            with kc.loop(full_rows, name="ibp", step=MR) as i:
+                micro(i, MR, I64(full_panels), [last_width])
 
     # leftover rows (all rows at batch 1): GROUP panels at a time, for enough
     # independent accumulators to hide the FMA latency
-    grouped = full_panels // GROUP * GROUP
+    span = b.sub(fe, pb)
+    grouped_end = b.add(pb, b.mul(b.sdiv(span, I64(GROUP)), I64(GROUP)))
     with kc.loop(rows, start=full_rows, name="ir") as i:
-        if grouped:
-            with kc.loop(I64(grouped), name="jg", step=GROUP) as jp:
-                micro(i, 1, jp, [NR] * GROUP)
-        for q in range(grouped, npanels):
-            micro(i, 1, I64(q), [NR if q < full_panels else last_width])
+        with kc.loop(grouped_end, start=pb, name="jg", step=GROUP) as jp:
+            micro(i, 1, jp, [NR] * GROUP)
+        with kc.loop(fe, start=grouped_end, name="j1") as jp:
+            micro(i, 1, jp, [NR])
+        if full_panels < npanels:
+            with b.if_then(has_partial):
+                micro(i, 1, I64(full_panels), [last_width])
+
+
+def gemm_packed_parallel(kc, node, emit):
+    """Split a packed GEMM's panels across the thread pool: ``emit(tc, begin, end)``
+    emits the GEMM (and whatever goes with it) for panels [begin, end) into the task
+    context ``tc``. Work estimate: rows * K * n multiply-adds."""
+    a_t = node.inputs[0].type
+    npanels, K, NR = node.inputs[1].type.shape
+    rows = kc.affine(Affine.product(a_t.shape[:-1]))
+    work = kc.b.mul(rows, I64(K * node.attrs["n"]))
+    kc.parallel(I64(npanels), emit, work=work)
 
 
 @kernel("matmul_packed")
 def emit_matmul_packed(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)
-    c_ptr, a_ptr, bp_ptr = kc.args
-    gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr)
+
+    def emit(tc, begin, end):
+        c_ptr, a_ptr, bp_ptr = tc.args
+        gemm_packed_into(tc, node, c_ptr, a_ptr, bp_ptr, panel_range=(begin, end))
+
+    gemm_packed_parallel(kc, node, emit)
     return kc.finish()
 
 
