@@ -14,6 +14,7 @@ from ...ir.opdef import normalize_axis
 from ...ir.types import Affine
 from .emit import (LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
                    ptr, strided_nest)
+from . import vmath
 from .scalar import SCALAR
 
 
@@ -142,7 +143,6 @@ def emit_softmax(module, name, node, symbols):
     r = kc.dim(t.shape[ax])
     inner = kc.numel(t.shape[ax + 1:])
     out_ptr, in_ptr = kc.args
-    exp = module.declare_intrinsic("llvm.exp", [LLTYPE[dt]])
     mx = module.declare_intrinsic("llvm.maximum", [LLTYPE[dt]],
                                   ll.FunctionType(LLTYPE[dt], [LLTYPE[dt]] * 2))
     flags = ["reassoc", "nsz"]
@@ -162,7 +162,7 @@ def emit_softmax(module, name, node, symbols):
                 b.store(b.call(mx, [b.load(m_slot), kc.load(in_ptr, at(k), dt)]), m_slot)
             m = b.load(m_slot)
             with kc.loop(r, name="k2") as k:
-                e = b.call(exp, [b.fsub(kc.load(in_ptr, at(k), dt), m)])
+                e = vmath.exp(b, module, b.fsub(kc.load(in_ptr, at(k), dt), m), dt)
                 kc.store(e, out_ptr, at(k), dt)
                 b.store(b.fadd(b.load(s_slot), e, flags=flags), s_slot)
             inv = b.fdiv(const(dt, 1.0), b.load(s_slot))

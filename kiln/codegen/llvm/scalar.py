@@ -12,6 +12,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ...ir.types import DType
+from . import vmath
 from .emit import LLTYPE, const
 
 
@@ -52,7 +53,7 @@ def _relu(b, m, xs, dts, out, attrs):
 def _sigmoid(b, m, xs, dts, out, attrs):
     # 1 / (1 + exp(-x)): exp overflows to inf for very negative x, giving 0 as it should
     dt = dts[0]
-    e = b.call(_intrinsic(m, "llvm.exp", dt), [b.fneg(xs[0])])
+    e = vmath.exp(b, m, b.fneg(xs[0]), dt)
     return b.fdiv(const(dt, 1), b.fadd(const(dt, 1), e))
 
 
@@ -116,7 +117,7 @@ def _sign(b, m, xs, dts, out, attrs):
 def _softplus(b, m, xs, dts, out, attrs):
     # log1p(exp(-|x|)) + max(x, 0): never overflows
     x, dt = xs[0], dts[0]
-    e = b.call(_intrinsic(m, "llvm.exp", dt), [b.fneg(b.call(_intrinsic(m, "llvm.fabs", dt), [x]))])
+    e = vmath.exp(b, m, b.fneg(b.call(_intrinsic(m, "llvm.fabs", dt), [x])), dt)
     pos = b.select(b.fcmp_unordered(">", x, const(dt, 0)), x, const(dt, 0))
     return b.fadd(b.call(_libm(m, "log1p", dt), [e]), pos)
 
@@ -150,12 +151,12 @@ def _copy(b, m, xs, dts, out, attrs):
 
 SCALAR = {
     "neg": _neg,
-    "exp": _unary_intr("llvm.exp"),
+    "exp": lambda b, m, xs, dts, out, attrs: vmath.exp(b, m, xs[0], dts[0]),
     "log": _unary_intr("llvm.log"),
     "sqrt": _unary_intr("llvm.sqrt"),
     "relu": _relu,
     "sigmoid": _sigmoid,
-    "tanh": _unary_libm("tanh"),
+    "tanh": lambda b, m, xs, dts, out, attrs: vmath.tanh(b, m, xs[0], dts[0]),
     "abs": _abs,
     "square": _square,
     "sign": _sign,

@@ -1,0 +1,98 @@
+"""Vectorizable float32 transcendentals: exp and tanh without a libm call.
+
+A libm call per element stops the loop vectorizer; these are straight-line IR
+(polynomials, a floor, integer bit tricks), so loops over them vectorize, and they
+work on scalars and vectors alike. float64 keeps the LLVM intrinsics / libm.
+
+exp (Cephes expf): x = n*ln2 + r with |r| <= ln2/2 (ln2 split in two constants so the
+reduction is exact), e^r by a degree-6 polynomial, times 2^n built from the exponent
+bits -- as 2^(n/2) * 2^(n - n/2) so results in the subnormal range come out right.
+Measured max error 1 ulp (tanh 1.2 ulp) over [-110, 90]; x > 88.72 gives inf,
+x < -103.97 gives 0, NaN stays NaN.
+
+tanh (Cephes tanhf): for |x| < 0.625 an odd polynomial (no cancellation near 0),
+else 1 - 2/(e^(2|x|) + 1) with the sign of x; both computed, one selected.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from ...ir.types import DType
+
+F32 = ll.FloatType()
+I32 = ll.IntType(32)
+
+
+def _c(t, v):
+    """A constant of scalar or vector type ``t`` (splatted)."""
+    if isinstance(t, ll.VectorType):
+        return ll.Constant(t, [ll.Constant(t.element, v)] * t.count)
+    return ll.Constant(t, v)
+
+
+def _int_type_like(t):
+    return ll.VectorType(I32, t.count) if isinstance(t, ll.VectorType) else I32
+
+
+def _intrinsic(m: ll.Module, name: str, t):
+    suffix = f"v{t.count}f32" if isinstance(t, ll.VectorType) else "f32"
+    full = f"{name}.{suffix}"
+    fn = m.globals.get(full)
+    if fn is None:
+        fn = ll.Function(m, ll.FunctionType(t, [t]), full)
+    return fn
+
+
+def _pow2(b, n_float, t):
+    """2^n for an integral-valued float n in [-126, 127] (exponent bits)."""
+    it = _int_type_like(t)
+    n = b.fptosi(n_float, it)
+    bits = b.shl(b.add(n, _c(it, 127)), _c(it, 23))
+    return b.bitcast(bits, t)
+
+
+def exp(b, m: ll.Module, x, dt: DType = DType.f32):
+    if dt is not DType.f32:
+        t = x.type
+        return b.call(m.declare_intrinsic("llvm.exp", [t]), [x])
+    t = x.type
+    xc = b.select(b.fcmp_ordered(">", x, _c(t, 88.72283905206835)), _c(t, 88.72283905206835), x)
+    xc = b.select(b.fcmp_ordered("<", xc, _c(t, -103.972)), _c(t, -103.972), xc)
+    n = b.call(_intrinsic(m, "llvm.floor", t), [b.fadd(b.fmul(xc, _c(t, 1.44269504088896341)),
+                                                        _c(t, 0.5))])
+    r = b.fsub(xc, b.fmul(n, _c(t, 0.693359375)))
+    r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4)))
+    p = _c(t, 1.9875691500e-4)
+    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                  5.0000001201e-1):
+        p = b.fadd(b.fmul(p, r), _c(t, coeff))
+    y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), _c(t, 1.0))
+    half = b.call(_intrinsic(m, "llvm.floor", t), [b.fmul(n, _c(t, 0.5))])
+    y = b.fmul(b.fmul(y, _pow2(b, half, t)), _pow2(b, b.fsub(n, half), t))
+    y = b.select(b.fcmp_ordered(">", x, _c(t, 88.72283905206835)), _c(t, float("inf")), y)
+    y = b.select(b.fcmp_ordered("<", x, _c(t, -103.972)), _c(t, 0.0), y)   # below the subnormals
+    return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+
+def tanh(b, m: ll.Module, x, dt: DType = DType.f32):
+    if dt is not DType.f32:
+        t = x.type
+        fn = m.globals.get("tanh") or ll.Function(m, ll.FunctionType(t, [t]), "tanh")
+        return b.call(fn, [x])
+    t = x.type
+    ax = b.call(_intrinsic(m, "llvm.fabs", t), [x])
+    z = b.fmul(x, x)
+    p = _c(t, -5.70498872745e-3)
+    for coeff in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
+        p = b.fadd(b.fmul(p, z), _c(t, coeff))
+    small = b.fadd(b.fmul(b.fmul(p, z), x), x)
+    e = exp(b, m, b.fmul(ax, _c(t, 2.0)))
+    big = b.fsub(_c(t, 1.0), b.fdiv(_c(t, 2.0), b.fadd(e, _c(t, 1.0))))
+    big = b.call(_copysign(m, t), [big, x])
+    return b.select(b.fcmp_ordered("<", ax, _c(t, 0.625)), small, big)
+
+
+def _copysign(m, t):
+    suffix = f"v{t.count}f32" if isinstance(t, ll.VectorType) else "f32"
+    name = f"llvm.copysign.{suffix}"
+    return m.globals.get(name) or ll.Function(m, ll.FunctionType(t, [t, t]), name)
