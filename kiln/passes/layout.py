@@ -6,6 +6,8 @@ and is not batched, rewrite to ``matmul_packed(a, pack_panels(W))``: the panel w
 NR is two vector registers of the target (32 floats with AVX-512, 16 with AVX2, 8
 with SSE). ``pack_panels`` of a known matrix is folded by ``constfold``, which runs
 after this pass, so the packing happens once at compile time -- never per call.
+A ``conv2d`` (groups=1) with a known kernel [kh,kw,C,O] becomes ``conv2d_packed``: the
+kernel reshaped to [kh*kw*C, O] and packed the same way, run as an implicit GEMM.
 Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
 run after this pass, so the pass memoizes per weight itself).
 """
@@ -18,7 +20,7 @@ from .manager import register_pass
 
 
 def panel_width(target=None) -> int:
-    return 2 * targets.get(target).f32_lanes
+    return 2 * (targets.current() if target is None else targets.get(target)).f32_lanes
 
 
 @register_pass("layout")
@@ -37,6 +39,8 @@ def layout(g: Graph) -> Graph:
             new_g.nodes.append(nn)
             constants.add(nn.outputs[0])
             return nn.outputs
+        if n.op.name == "conv2d":
+            return _conv(new_g, n, ins)
         if n.op.name != "matmul":
             return None
         a, w = ins
@@ -46,5 +50,17 @@ def layout(g: Graph) -> Graph:
         if w not in packed:
             packed[w] = new_g.op("pack_panels", w, nr=nr)
         return (new_g.op("matmul_packed", a, packed[w], n=w.type.shape[1]),)
+
+    def _conv(new_g, n, ins):
+        x, w = ins
+        if n.attrs["groups"] != 1 or not is_known(w) or w.dtype is not DType.f32:
+            return None
+        kh, kw, c, o = w.type.shape
+        if w not in packed:
+            flat = new_g.op("reshape", w, shape=(kh * kw * c, o))
+            packed[w] = new_g.op("pack_panels", flat, nr=nr)
+        a = n.attrs
+        return (new_g.op("conv2d_packed", x, packed[w], kernel=(kh, kw), n=o, strides=a["strides"],
+                         dilations=a["dilations"], pads=a["pads"]),)
 
     return g.rebuild(rewrite)

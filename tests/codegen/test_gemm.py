@@ -11,7 +11,7 @@ from kiln.ir import Graph, TensorType
 from kiln.passes import PassManager, pipeline
 from kiln.passes.layout import panel_width
 
-COVERED = {"pack_panels", "matmul_packed"}
+COVERED = {"pack_panels", "matmul_packed", "conv2d_packed"}
 rng = np.random.default_rng(7)
 
 
@@ -99,3 +99,35 @@ def test_layout_leaves_variables_and_inputs_alone():
     g.set_outputs([g.op("matmul", x, w)])
     out = PassManager(["layout"]).run(g)
     assert "matmul_packed" not in str(out)
+
+
+@pytest.mark.parametrize("hw,c,o,k,strides,dil,pads", [
+    ((7, 9), 3, 5, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((8, 8), 4, 40, (3, 3), (2, 2), (1, 1), (0, 1, 0, 1)),
+    ((5, 6), 2, 33, (2, 2), (1, 1), (2, 2), (0, 0, 0, 0)),
+    ((6, 5), 8, 64, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
+    ((9, 4), 1, 7, (3, 1), (2, 1), (1, 1), (2, 0, 0, 0)),
+])
+def test_implicit_gemm_conv_with_epilogue(hw, c, o, k, strides, dil, pads):
+    g = Graph("c")
+    x = g.add_input("x", TensorType(("N", *hw, c)))
+    w = g.add_param("w", rng.standard_normal((*k, c, o)).astype(np.float32))
+    b = g.add_param("b", rng.standard_normal(o).astype(np.float32))
+    y = g.op("conv2d", x, w, strides=strides, dilations=dil, pads=pads, groups=1)
+    g.set_outputs([g.op("relu", g.op("add", y, b))])
+    exe = kiln.compile(g)
+    assert "conv2d_packed(" in exe.ir and exe.ir.count("= fusion(") == 1
+    for n in (1, 3):
+        xx = rng.standard_normal((n, *hw, c)).astype(np.float32)
+        np.testing.assert_allclose(exe(xx), kiln.interpret(g, xx), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_is_left_to_the_direct_kernel():
+    g = Graph("c")
+    x = g.add_input("x", TensorType(("N", 5, 5, 4)))
+    w = g.add_param("w", rng.standard_normal((3, 3, 2, 4)).astype(np.float32))
+    g.set_outputs([g.op("conv2d", x, w, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=2)])
+    exe = kiln.compile(g)
+    assert "conv2d_packed" not in exe.ir
+    xx = rng.standard_normal((2, 5, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(exe(xx), kiln.interpret(g, xx), rtol=1e-5, atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 import kiln
 from kiln.ir import Graph, OpTypeError, TensorType
 
-COVERED = {"pack_panels", "matmul_packed"}
+COVERED = {"pack_panels", "matmul_packed", "conv2d_packed"}
 
 
 @pytest.mark.parametrize("k,p,nr", [(3, 5, 2), (7, 32, 32), (7, 33, 32), (1, 1, 8), (4, 16, 8)])
@@ -54,3 +54,26 @@ def test_pack_panels_needs_a_static_matrix():
     x = g.add_input("a", TensorType(("N", 4)))
     with pytest.raises(OpTypeError, match="static matrix"):
         g.op("pack_panels", x, nr=4)
+
+
+def test_conv2d_packed_equals_conv2d():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 4, 6)).astype(np.float32)
+    x = rng.standard_normal((2, 7, 5, 4)).astype(np.float32)
+    attrs = dict(strides=(2, 1), dilations=(1, 2), pads=(1, 1, 0, 2))
+    g = Graph("c")
+    xv = g.add_input("x", TensorType(("N", 7, 5, 4)))
+    wv = g.add_param("w", w)
+    packed = g.op("pack_panels", g.op("reshape", wv, shape=(24, 6)), nr=4)
+    g.set_outputs([g.op("conv2d_packed", xv, packed, kernel=(3, 2), n=6, **attrs),
+                   g.op("conv2d", xv, wv, groups=1, **attrs)])
+    a, b = kiln.interpret(g, x)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # and against a direct loop written here
+    xp = np.pad(x, ((0, 0), (1, 1), (0, 2), (0, 0)))
+    want = np.zeros_like(b)
+    for y in range(b.shape[1]):
+        for z in range(b.shape[2]):
+            patch = xp[:, 2 * y:2 * y + 3, z:z + 4:2, :]
+            want[:, y, z, :] = np.einsum("nijc,ijco->no", patch, w)
+    np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-5)

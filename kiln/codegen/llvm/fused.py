@@ -121,7 +121,7 @@ def emit_fusion(module, name, node, symbols):
 
         matmul_into(kc, master, out_ptr, a_ptr, b_ptr, leaf_strides,
                     None if root is c else row)
-    elif master.op.family == "matmul_packed":            # GEMM tiles + epilogue per tile row
+    elif master.op.family in ("matmul_packed", "conv2d_packed"):   # GEMM tiles + epilogue
         c = master.outputs[0]
         leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
         leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]

@@ -1,4 +1,5 @@
-"""The GEMM microkernel: C[M, n] = A[M, K] @ B, with B packed in panels.
+"""The GEMM microkernel: C[M, n] = A[M, K] @ B, with B packed in panels -- for matmul,
+and for convolution as an implicit GEMM (A's rows gathered from the input's windows).
 
 B arrives in the layout of ``pack_panels`` (ceil(n/NR) panels of [K, NR], zero-padded;
 the layout pass packs constant weights at compile time). For each panel, rows of A
@@ -24,16 +25,79 @@ GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
 
 
 def _vec_width(nr: int) -> int:
-    lanes = targets.host().f32_lanes
+    lanes = targets.current().f32_lanes
     w = min(lanes, nr)
     while nr % w:
         w //= 2
     return max(w, 1)
 
 
+class MatrixRows:
+    """A rows of a plain GEMM: A[row, k] of a row-major [rows, K] matrix."""
+
+    def __init__(self, kc, a_ptr, a_t):
+        self.kc, self.a_ptr, self.dt = kc, a_ptr, a_t.dtype
+        self.K = a_t.shape[-1]
+        self.rows = kc.affine(Affine.product(a_t.shape[:-1]))
+
+    def k_loop(self, row_ids, body):
+        """Emit the k loop; ``body(k, [A[row, k] for row in row_ids])``."""
+        kc, b = self.kc, self.kc.b
+        bases = [b.mul(r, I64(self.K)) for r in row_ids]
+        with kc.loop(I64(self.K), name="k") as k:
+            body(k, [kc.load(self.a_ptr, b.add(base, k), self.dt) for base in bases])
+
+
+class ConvRows:
+    """Rows of an implicit GEMM for a convolution: row = output pixel (n, y, x), k =
+    (i, j, c) over the window, A[row, k] = x[n, y*sh + i*dh - top, x*sw + j*dw - left, c]
+    or 0 in the padding. Bounds are checked once per (row, i, j); the c loop reads a
+    contiguous channel run."""
+
+    def __init__(self, kc, x_ptr, x_t, out_t, attrs):
+        self.kc, self.x_ptr, self.dt = kc, x_ptr, x_t.dtype
+        _, self.H, self.W, self.C = x_t.shape
+        _, self.Ho, self.Wo, _ = out_t.shape
+        self.kh, self.kw = attrs["kernel"]
+        self.sh, self.sw = attrs["strides"]
+        self.dh, self.dw = attrs["dilations"]
+        self.top, _, self.left, _ = attrs["pads"]
+        self.K = self.kh * self.kw * self.C
+        self.rows = kc.affine(Affine.product(out_t.shape[:-1]))
+
+    def k_loop(self, row_ids, body):
+        kc, b = self.kc, self.kc.b
+        pix = []
+        for r in row_ids:   # (image base offset, y origin, x origin) of each row's window
+            ox = b.srem(r, I64(self.Wo))
+            t = b.sdiv(r, I64(self.Wo))
+            oy = b.srem(t, I64(self.Ho))
+            n = b.sdiv(t, I64(self.Ho))
+            pix.append((b.mul(n, I64(self.H * self.W * self.C)),
+                        b.sub(b.mul(oy, I64(self.sh)), I64(self.top)),
+                        b.sub(b.mul(ox, I64(self.sw)), I64(self.left))))
+        zero = const(self.dt, 0.0)
+        for i in range(self.kh):
+            for j in range(self.kw):
+                starts, valid = [], []
+                for base, y0, x0 in pix:
+                    y = b.add(y0, I64(i * self.dh))
+                    x = b.add(x0, I64(j * self.dw))
+                    ok = b.and_(b.and_(b.icmp_signed(">=", y, I64(0)), b.icmp_signed("<", y, I64(self.H))),
+                                b.and_(b.icmp_signed(">=", x, I64(0)), b.icmp_signed("<", x, I64(self.W))))
+                    start = b.add(base, b.mul(b.add(b.mul(y, I64(self.W)), x), I64(self.C)))
+                    starts.append(b.select(ok, start, I64(0)))   # a safe address when padding
+                    valid.append(ok)
+                k0 = (i * self.kw + j) * self.C
+                with kc.loop(I64(self.C), name="c") as c:
+                    vals = [b.select(ok, kc.load(self.x_ptr, b.add(st, c), self.dt), zero)
+                            for st, ok in zip(starts, valid)]
+                    body(b.add(c, I64(k0)), vals)
+
+
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None):
-    """Emit the packed GEMM for ``node`` (matmul_packed) over the panels in
-    ``panel_range`` (i64 values [begin, end); default: all). ``tile_epilogue(row, j0,
+    """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
+    in ``panel_range`` (i64 values [begin, end); default: all). ``tile_epilogue(row, j0,
     width)`` runs after each row of a tile is stored (row: flat row index of C;
     columns [j0, j0+width))."""
     b = kc.b
@@ -41,19 +105,25 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     a_t = node.inputs[0].type
     npanels, K, NR = node.inputs[1].type.shape
     n = node.attrs["n"]
+    if node.op.family == "conv2d_packed":
+        src = ConvRows(kc, a_ptr, a_t, node.outputs[0].type, node.attrs)
+    else:
+        src = MatrixRows(kc, a_ptr, a_t)
     dt = a_t.dtype
     VW = _vec_width(NR)
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
     vptr = vt.as_pointer()
-    fma_name = f"llvm.fma.v{VW}{'f32' if dt.itemsize == 4 else 'f64'}"
+    # llvm.fma must round once: without FMA hardware it is a libm call per lane, so a
+    # target without FMA (generic x86-64) multiplies and adds (fmuladd: fused when it can)
+    fma_kind = "fma" if targets.current().has_fma else "fmuladd"
+    fma_name = f"llvm.{fma_kind}.v{VW}{'f32' if dt.itemsize == 4 else 'f64'}"
     fma = m.globals.get(fma_name) or ll.Function(m, ll.FunctionType(vt, [vt, vt, vt]), fma_name)
     zero_v = ll.Constant(vt, [0.0] * VW)
     splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
     undef_v = ll.Constant(vt, ll.Undefined)
 
-    rows = kc.affine(Affine.product(a_t.shape[:-1]))
-    Kv = I64(K)
+    rows = src.rows
     full_rows = b.mul(b.sdiv(rows, I64(MR)), I64(MR))
 
     with b.goto_entry_block():
@@ -69,19 +139,20 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         for row in acc:
             for a in row:
                 b.store(zero_v, a)
-        arows = [b.mul(b.add(i, I64(r)), Kv) for r in range(R)]
         panel = b.mul(jp, I64(K * NR))
-        with kc.loop(Kv, name="k") as k:
+
+        def step(k, avals):
             bvec = []
             for g in range(G):
                 boff = b.add(panel, b.add(I64(g * K * NR), b.mul(k, I64(NR))))
                 bvec += [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True),
                                           vptr), align=dt.itemsize) for v in range(nvec)]
-            for r in range(R):
-                a = kc.load(a_ptr, b.add(arows[r], k), dt)
+            for r, a in enumerate(avals):
                 sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
                 for q in range(nvec * G):
                     b.store(b.call(fma, [sa, bvec[q], b.load(acc[r][q])]), acc[r][q])
+
+        src.k_loop([b.add(i, I64(r)) for r in range(R)], step)
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
@@ -140,13 +211,13 @@ def gemm_packed_parallel(kc, node, emit):
     """Split a packed GEMM's panels across the thread pool: ``emit(tc, begin, end)``
     emits the GEMM (and whatever goes with it) for panels [begin, end) into the task
     context ``tc``. Work estimate: rows * K * n multiply-adds."""
-    a_t = node.inputs[0].type
     npanels, K, NR = node.inputs[1].type.shape
-    rows = kc.affine(Affine.product(a_t.shape[:-1]))
+    rows = kc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
     work = kc.b.mul(rows, I64(K * node.attrs["n"]))
     kc.parallel(I64(npanels), emit, work=work)
 
 
+@kernel("conv2d_packed")
 @kernel("matmul_packed")
 def emit_matmul_packed(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, register
+from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, get_op, register
 from ..types import TensorType
 
 
@@ -66,3 +66,39 @@ class MatMulPacked(OpDef):
 
     def reference(self, a, bp, *, n):
         return np.matmul(a, unpack_panels(bp, n))
+
+
+@register
+class Conv2DPacked(OpDef):
+    """conv2d (groups=1) whose kernel [kh,kw,C,O] was reshaped to [kh*kw*C, O] and
+    packed by ``pack_panels``: an implicit GEMM -- rows are output pixels, the k axis
+    runs over (i, j, c) of the window, read straight from the input (padding reads 0;
+    nothing is materialized)."""
+    name = "conv2d_packed"
+    kind = Kind.OUT_FUSABLE
+    family = "conv2d_packed"
+    num_inputs = 2
+    attrs = (Attr("kernel", AttrKind.INTS), Attr("n", AttrKind.INT),
+             Attr("strides", AttrKind.INTS, (1, 1)), Attr("dilations", AttrKind.INTS, (1, 1)),
+             Attr("pads", AttrKind.INTS, (0, 0, 0, 0)))
+
+    @staticmethod
+    def _conv():
+        return get_op("conv2d")   # shapes and reference: exactly conv2d's
+
+    def infer(self, x: TensorType, wp: TensorType, *, kernel, n, strides, dilations, pads):
+        if wp.rank != 3 or x.rank != 4:
+            raise OpTypeError(f"conv2d_packed: expects NHWC input and packed panels, got {x}, {wp}")
+        npanels, k, nr = wp.shape
+        if len(kernel) != 2 or kernel[0] * kernel[1] * x.shape[3] != k:
+            raise OpTypeError(f"conv2d_packed: kernel {list(kernel)} x {x.shape[3]} channels does "
+                              f"not match the panels' depth {k}")
+        if not (npanels - 1) * nr < n <= npanels * nr:
+            raise OpTypeError(f"conv2d_packed: n={n} does not fit {npanels} panels of {nr}")
+        w = TensorType((kernel[0], kernel[1], x.shape[3], n), x.dtype)
+        return self._conv().infer(x, w, strides=strides, dilations=dilations, pads=pads, groups=1)
+
+    def reference(self, x, wp, *, kernel, n, strides, dilations, pads):
+        w = unpack_panels(wp, n).reshape(kernel[0], kernel[1], x.shape[3], n)
+        return self._conv().reference(x, w, strides=strides, dilations=dilations, pads=pads,
+                                      groups=1)
