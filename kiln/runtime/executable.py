@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.llvm import jit, lower_graph
+from ..codegen.llvm import LoweredModule, jit, lower_graph
+from ..codegen.llvm.target import link_object, optimized_texts
+from ..passes.memory import arena_size
 from ..ir.graph import Graph
 from ..ir.types import BATCH, TensorType, is_symbol
 from ..passes import PassManager, pipeline
+from . import cache as cache_mod
 from . import threads as threads_mod
 
 _ALIGN = 64
@@ -159,26 +162,40 @@ class Executable:
 
 def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = True,
             opt_level: int = 3, passes: str | list = "inference",
-            threads: int | None = None) -> Executable:
+            threads: int | None = None, cache: bool | None = None) -> Executable:
     """Compile a model (anything with ``_lower()``) or an IR graph for ``target``.
 
     ``dump_dir`` (or the ``KILN_DUMP_DIR`` environment variable) receives the IR after
     every pass (``00-lower.kir``, ``01-constfold.kir``, ...), the LLVM IR before and
     after optimization and the assembly. ``threads``: how many threads the generated
-    code may use (default: ``$KILN_NUM_THREADS``, else the cores available).
+    code may use (default: ``$KILN_NUM_THREADS``, else the cores available). ``cache``:
+    reuse machine code compiled before for the same graph and CPU (default: on unless
+    ``KILN_CACHE=0``; see kiln/runtime/cache.py).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)} "
                          f"(the 'cuda' target comes with GPU code generation)")
     dump_dir = dump_dir or os.environ.get("KILN_DUMP_DIR") or None
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
-    lowered = lower_graph(optimized)
     pool = threads_mod.pool(threads)
     threads_mod.ensure_symbols()
-    compiled = jit(lowered.module, opt=opt_level)
+    use_cache = cache_mod.enabled() if cache is None else cache
+    key = cache_mod.key(str(optimized), opt_level) if use_cache else None
+    obj = cache_mod.load(key) if key else None
+    if obj is not None:
+        lowered = LoweredModule(None, "kiln_main", optimized.symbols, arena_size(optimized),
+                                list(optimized.params), [])
+        compiled = link_object(obj, lambda: optimized_texts(lower_graph(optimized).module, opt_level),
+                               opt=opt_level)
+    else:
+        lowered = lower_graph(optimized)
+        compiled = jit(lowered.module, opt=opt_level,
+                       on_object=(lambda o: cache_mod.store(key, o)) if key else None)
     if dump_dir:
         write_code_dumps(dump_dir, len(pm.stages), compiled)
-    return Executable(optimized, lowered, compiled, pm.timings, pool)
+    exe = Executable(optimized, lowered, compiled, pm.timings, pool)
+    exe.cache_hit = obj is not None
+    return exe
 
 
 def optimize_graph(model_or_graph, passes="inference", verify=True, dump_dir=None,

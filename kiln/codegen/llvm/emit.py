@@ -76,7 +76,7 @@ class KernelContext:
 
     # -- threads ------------------------------------------------------------------------
     def parallel(self, units: ll.Value, body, work: ll.Value | None = None,
-                 min_work: int = 1 << 16):
+                 min_work: int = 1 << 20):
         """Run ``body(tc, begin, end)`` over the unit range [0, units), split across
         the thread pool when ``work`` (an estimate in flops or elements; default:
         units) is at least ``min_work``; else serially. ``body`` emits into ``tc``, the

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
+from ... import target as targets
+
 _initialized = False
 
 
@@ -22,29 +24,60 @@ def _init():
         _initialized = True
 
 
-def host_target_machine(opt: int = 3, reloc: str = "default", codemodel: str = "jitdefault"):
+def target_machine(cpu="host", opt: int = 3, reloc: str = "default",
+                   codemodel: str = "jitdefault"):
+    """A target machine for ``cpu``: "host" (this CPU and all its features, what the JIT
+    uses) or a named target of kiln/target.py ("generic" is baseline x86-64: SSE2, no
+    AVX); a CPUTarget works too."""
     _init()
-    target = llvm.Target.from_default_triple()
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        opt=opt, reloc=reloc, codemodel=codemodel)
+    t = targets.get(cpu)
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=t.cpu, features=t.features, opt=opt, reloc=reloc, codemodel=codemodel)
+
+
+def host_target_machine(opt: int = 3, reloc: str = "default", codemodel: str = "jitdefault"):
+    return target_machine("host", opt, reloc, codemodel)
 
 
 def optimize(mod, tm, level: int = 3):
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = level >= 2
     pto.slp_vectorization = level >= 2
+    pto.loop_unrolling = False
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
 
 
-@dataclass
+def assembly(ll_after: str, tm) -> str:
+    """Assembly of optimized LLVM IR text (made on demand: only dumps need it)."""
+    return tm.emit_assembly(llvm.parse_assembly(ll_after))
+
+
 class Compiled:
-    """A JIT-compiled module; keeps the engine alive while its functions are used."""
-    engine: object
-    ll_before: str
-    ll_after: str
-    asm: str
+    """A JIT-compiled module; keeps the engine alive while its functions are used.
+    Its textual stages are computed on first use when ``texts`` is a function (code
+    linked from the compile cache has none at hand)."""
+
+    def __init__(self, engine, texts, tm):
+        self.engine, self.tm = engine, tm
+        self._texts = texts
+
+    def _stages(self):
+        if callable(self._texts):
+            self._texts = self._texts()
+        return self._texts
+
+    @property
+    def ll_before(self) -> str:
+        return self._stages()[0]
+
+    @property
+    def ll_after(self) -> str:
+        return self._stages()[1]
+
+    @property
+    def asm(self) -> str:
+        return assembly(self.ll_after, self.tm)
 
     def address(self, name: str) -> int:
         a = self.engine.get_function_address(name)
@@ -53,16 +86,68 @@ class Compiled:
         return a
 
 
-def jit(ll_module, opt: int = 3) -> Compiled:
-    _init()
-    tm = host_target_machine(opt=opt)
+def _parse_and_optimize(ll_module, tm, opt: int):
+    """The one path from an llvmlite module to optimized LLVM (JIT and object files)."""
     ll_module.triple = llvm.get_process_triple()
     ll_module.data_layout = str(tm.target_data)
     text = str(ll_module)
     mod = llvm.parse_assembly(text)
     mod.verify()
     optimize(mod, tm, opt)
-    asm = tm.emit_assembly(mod)
+    return text, mod
+
+
+def jit(ll_module, opt: int = 3, on_object=None) -> Compiled:
+    """Optimize and JIT-compile ``ll_module``; ``on_object(bytes)`` receives the object
+    code MCJIT made (for the compile cache)."""
+    _init()
+    tm = host_target_machine(opt=opt)
+    text, mod = _parse_and_optimize(ll_module, tm, opt)
+    after = str(mod)          # before code generation, which rewrites the module in place
     engine = llvm.create_mcjit_compiler(mod, tm)
+    if on_object is not None:
+        engine.set_object_cache(notify_func=lambda _mod, buf: on_object(bytes(buf)))
     engine.finalize_object()
-    return Compiled(engine, text, str(mod), asm)
+    return Compiled(engine, (text, after), tm)
+
+
+def link_object(obj: bytes, texts, opt: int = 3) -> Compiled:
+    """A JIT engine running previously compiled object code (a compile-cache hit);
+    ``texts()`` gives (LLVM IR, optimized LLVM IR) if they are ever asked for."""
+    _init()
+    tm = host_target_machine(opt=opt)
+    empty = llvm.parse_assembly("")
+    empty.triple = llvm.get_process_triple()
+    engine = llvm.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return Compiled(engine, texts, tm)
+
+
+def optimized_texts(ll_module, opt: int = 3):
+    """(LLVM IR, optimized LLVM IR) of a module, without generating code."""
+    tm = host_target_machine(opt=opt)
+    text, mod = _parse_and_optimize(ll_module, tm, opt)
+    return text, str(mod)
+
+
+@dataclass
+class ObjectCode:
+    """A module compiled ahead of time: a relocatable ELF object (position-independent,
+    for shared libraries and static archives) and its textual stages."""
+    obj: bytes
+    ll_before: str
+    ll_after: str
+    asm: str
+    cpu: str
+
+
+def emit_object(ll_module, cpu: str = "host", opt: int = 3) -> ObjectCode:
+    """The JIT's pipeline (same parse, verify and O3 passes) for a target CPU, emitted as
+    an object file. With cpu="host" the target machine differs from the JIT's only in
+    relocation model and code model (pic/default, which shared objects need)."""
+    tm = target_machine(cpu, opt=opt, reloc="pic", codemodel="default")
+    text, mod = _parse_and_optimize(ll_module, tm, opt)
+    after = str(mod)
+    obj = tm.emit_object(mod)     # as the JIT: machine code straight from the optimized module
+    return ObjectCode(obj, text, after, assembly(after, tm), cpu)

@@ -2,11 +2,12 @@
  *
  * A pool is an explicit object (no global state): the JIT creates one per process,
  * an exported model one per handle. Generated kernels split their outermost loop
- * into `n` units and call kiln_parallel_for(pool, task, ctx, n); the calling thread
- * runs one share itself and the workers the rest, in contiguous static ranges
- * [n*i/T, n*(i+1)/T). Workers spin briefly on a generation counter before sleeping
- * on a condition variable, so back-to-back kernels (the common case inside one model
- * call) start without a futex wake-up. A pool that is already running a job (another
+ * into `n` units and call kiln_parallel_for(pool, task, ctx, n): the range is cut
+ * into 4 chunks per thread, which the caller and the workers take from a shared
+ * counter (so a worker the OS has not scheduled yet never holds up the caller).
+ * Workers spin briefly on a generation counter before sleeping on a condition
+ * variable, so back-to-back kernels (the common case inside one model call) start
+ * without a futex wake-up. A pool that is already running a job (another
  * thread's, or a nested call from inside a task) runs the new one serially on the
  * caller: never a deadlock, never oversubscription.
  *
@@ -24,38 +25,61 @@ typedef struct kiln_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_cond_t done;
-    /* the current job */
+    /* the current job: n units cut into nchunks chunks; `claim` packs the job's
+       generation (high 32 bits) and the next chunk to take (low 32 bits), so a worker
+       that wakes late can never take a chunk of a job that is not its own */
     kiln_task fn;
     void *ctx;
     int64_t n;
-    int pending;                 /* workers still running their share */
-    volatile uint64_t generation; /* bumped per job; workers watch it */
+    int64_t nchunks;
+    uint64_t claim;
+    int64_t completed;
+    uint32_t generation;
     int stop;
-    int busy;                    /* a job is in flight: nested/concurrent calls go serial */
+    int busy; /* a job is in flight: nested or concurrent calls run serially */
 } kiln_pool;
 
 typedef struct {
     kiln_pool *pool;
-    int index;
 } kiln_worker_arg;
 
-static void run_share(kiln_pool *p, int i) {
-    int64_t b = p->n * i / p->nthreads, e = p->n * (i + 1) / p->nthreads;
-    if (b < e) p->fn(p->ctx, b, e);
+#if defined(__x86_64__) || defined(__i386__)
+#define KILN_PAUSE() __builtin_ia32_pause()
+#else
+#define KILN_PAUSE() ((void)0)
+#endif
+
+#define KILN_SPIN 20000 /* pause loops (~0.5 ms) before sleeping */
+
+/* Take and run chunks of job `gen` until none is left. */
+static void work(kiln_pool *p, uint32_t gen) {
+    for (;;) {
+        uint64_t v = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
+        if ((uint32_t)(v >> 32) != gen) return;
+        int64_t c = (int64_t)(v & 0xffffffffu);
+        if (c >= p->nchunks) return;
+        if (!__atomic_compare_exchange_n(&p->claim, &v, v + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            continue;
+        int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
+        if (b < e) p->fn(p->ctx, b, e);
+        if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_ACQ_REL) == p->nchunks) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
 }
 
 static void *worker(void *arg) {
-    kiln_worker_arg *w = (kiln_worker_arg *)arg;
-    kiln_pool *p = w->pool;
-    int index = w->index;
-    free(w);
-    uint64_t seen = 0;
+    kiln_pool *p = ((kiln_worker_arg *)arg)->pool;
+    free(arg);
+    uint32_t seen = 0;
     for (;;) {
-        int spins = 0;
-        while (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) == seen &&
-               !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) && spins < 200000) {
-            spins++;
-            __builtin_ia32_pause();
+        for (int spins = 0; spins < KILN_SPIN; spins++) {
+            if (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) != seen ||
+                __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+                break;
+            KILN_PAUSE();
         }
         pthread_mutex_lock(&p->mu);
         while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
@@ -65,10 +89,7 @@ static void *worker(void *arg) {
         }
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        run_share(p, index);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        work(p, seen);
     }
 }
 
@@ -87,10 +108,7 @@ kiln_pool *kiln_pool_create(int nthreads) {
     }
     for (int i = 1; i < nthreads; i++) {
         kiln_worker_arg *w = (kiln_worker_arg *)malloc(sizeof(kiln_worker_arg));
-        if (w) {
-            w->pool = p;
-            w->index = i;
-        }
+        if (w) w->pool = p;
         if (!w || pthread_create(&p->threads[i], NULL, worker, w) != 0) {
             free(w);
             p->nthreads = i; /* run with the workers that did start */
@@ -116,26 +134,34 @@ void kiln_pool_destroy(kiln_pool *p) {
 
 int kiln_pool_threads(const kiln_pool *p) { return p ? p->nthreads : 1; }
 
+/* Run fn(ctx, b, e) over [0, n). The caller takes chunks too and never waits for a
+   worker that has not started: a descheduled worker costs nothing but its help. */
 void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     if (n <= 0) return;
     if (!p || p->nthreads == 1 || n == 1 ||
         __atomic_exchange_n(&p->busy, 1, __ATOMIC_ACQ_REL)) {
-        fn(ctx, 0, n); /* serial: no pool, nothing to split, or the pool is in use */
+        fn(ctx, 0, n);
         return;
     }
+    int64_t chunks = (int64_t)p->nthreads * 4;
+    if (chunks > n) chunks = n;
     pthread_mutex_lock(&p->mu);
+    uint32_t gen = p->generation + 1;
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->pending = p->nthreads - 1;
-    __atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);
+    p->nchunks = chunks;
+    __atomic_store_n(&p->completed, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->claim, (uint64_t)gen << 32, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    run_share(p, 0);
-    for (int spins = 0; spins < 200000 && __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0; spins++)
-        __builtin_ia32_pause();
+    work(p, gen);
+    for (int spins = 0; spins < KILN_SPIN && __atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks;
+         spins++)
+        KILN_PAUSE();
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (__atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
     __atomic_store_n(&p->busy, 0, __ATOMIC_RELEASE);
 }
