@@ -93,7 +93,7 @@ def _region_lines(r, prefix: str, indent: str) -> list:
     names = value_names(r, prefix)
     lines = [indent + "^(" + ", ".join(f"{names[v]}: {v.type}" for v in r.inputs) + "):"]
     for n in r.nodes:
-        lines += _node_lines(n, names, indent)
+        lines += _node_lines(n, names, indent, r.arena)
     lines.append(indent + "yield " + ", ".join(names.get(v, "%<undefined>") for v in r.outputs))
     return lines
 

@@ -22,6 +22,13 @@ Algorithm.
 The plan is attached to the graph (``graph.arena``: value -> offset) and printed as
 ``@arena[offset]`` on each arena value; codegen follows it (and plans itself when
 no plan is attached).
+
+*Scratch.* A kernel may need bytes of its own while it runs (``SCRATCH``: a ``scan``
+runs its body, whose intermediates are planned like a graph's, and double-buffers its
+carries). The memory pass plans such bodies first; a node's scratch then goes just
+past every arena slot live while the node runs (the coefficient-wise maximum of
+their ends), so it overlaps none. Scratch offsets follow from the plan
+(``scratch_offsets``) and are not stored in it; ``arena_size`` includes them.
 """
 from __future__ import annotations
 
@@ -35,7 +42,12 @@ REFERENCE_BINDING = 64   # symbol value used only to ORDER candidates (correctne
 
 
 def slot_size(v: Value) -> Poly:
-    a = Affine.product(v.type.shape) * v.type.dtype.itemsize
+    return type_bytes(v.type)
+
+
+def type_bytes(t) -> Poly:
+    """Bytes of a buffer of type ``t``, each coefficient rounded up to ``ALIGN``."""
+    a = Affine.product(t.shape) * t.dtype.itemsize
     return Poly({a.syms: -(-a.coeff // ALIGN) * ALIGN})
 
 
@@ -151,8 +163,65 @@ def plan_memory(g: Graph) -> dict:
 
 
 def arena_size(g: Graph) -> Poly:
+    """Bytes of arena the graph needs: its slots and every node's scratch."""
     offs = g.arena if g.arena is not None else plan_memory(g)
-    return Poly.termwise_max([off + slot_size(v) for v, off in offs.items()])
+    ends = [off + slot_size(v) for v, off in offs.items()]
+    ends += [off + scratch_size(n) for n, off in scratch_offsets(g, offs).items()]
+    return Poly.termwise_max(ends)
+
+
+# -- scratch ---------------------------------------------------------------------------------
+
+def step_is_contiguous(t, axis: int) -> bool:
+    """Whether one step along ``axis`` of a row-major ``t`` is one contiguous block."""
+    return all(d == 1 for d in t.shape[:axis])
+
+
+def scan_scratch_layout(n) -> dict:
+    """Byte offsets of the parts of a ``scan`` node's scratch, and its ``"size"``:
+    ``"body"``: the body's arena (its plan, or one made here); ``("carry", j)``: the
+    second buffer of carry j; ``("step", i)``: one step of sequence i, copied out of a
+    non-contiguous step; ``("out", k)``: one step of stacked output k, copied in later."""
+    from ..ir.ops.control import split_operands, step_type
+    (body,) = n.regions
+    a = n.attrs
+    nc, axis = a["num_carries"], a["axis"]
+    carries, seqs, _ = split_operands(n.inputs, nc, a["num_sequences"])
+    layout, end = {"body": Poly()}, arena_size(body)
+    parts = [(("carry", j), v.type) for j, v in enumerate(carries)]
+    parts += [(("step", i), step_type(v.type, axis)) for i, v in enumerate(seqs)
+              if not step_is_contiguous(v.type, axis)]
+    parts += [(("out", k), v.type) for k, v in enumerate(body.outputs[nc:])
+              if not step_is_contiguous(n.outputs[nc + k].type, axis)]
+    for key, t in parts:
+        layout[key] = end
+        end = end + type_bytes(t)
+    layout["size"] = end
+    return layout
+
+
+#: op family -> fn(node) -> bytes (a Poly) of scratch its kernel needs while it runs
+SCRATCH = {"scan": lambda n: scan_scratch_layout(n)["size"]}
+
+
+def scratch_size(n) -> Poly:
+    fn = SCRATCH.get(n.op.family)
+    return fn(n) if fn is not None else Poly()
+
+
+def scratch_offsets(g: Graph, offsets: dict | None = None) -> dict:
+    """Node -> byte offset of its scratch (every node of a ``SCRATCH`` family, even when
+    it needs 0 bytes): just past every arena slot live while it runs, so it overlaps none."""
+    needy = [(i, n) for i, n in enumerate(g.nodes) if n.op.family in SCRATCH]
+    if not needy:
+        return {}
+    offs = offsets if offsets is not None else (g.arena if g.arena is not None else plan_memory(g))
+    life = lifetimes(g)
+    out = {}
+    for i, n in needy:
+        out[n] = Poly.termwise_max([offs[v] + slot_size(v) for v, (a, b) in life.items()
+                                    if a <= i <= b and v in offs])
+    return out
 
 
 def check_plan(g: Graph) -> None:
@@ -185,22 +254,30 @@ def report(g: Graph, bindings) -> dict:
     life = lifetimes(g, storage)
     offs = g.arena if g.arena is not None else plan_memory(g)
     sizes = {v: slot_size(v).evaluate(bindings) for v in life}
+    scratch = [scratch_size(n).evaluate(bindings) for n in g.nodes]
     # while node t runs, every value made at or before t and read at or after t is held
     # (its operands and its results together) -- except that an elementwise kernel
     # may write over one same-typed operand dying at t: no plan can use less
     def at(t):
         live = sum(sizes[v] for v, (a, b) in life.items() if a <= t <= b)
         cand = _in_place_operand(g.nodes[t], t, life, storage)
-        return live - (sizes[cand] if cand is not None else 0)
+        return live - (sizes[cand] if cand is not None else 0) + scratch[t]
 
     lower = max((at(t) for t in range(len(g.nodes))), default=0)
     return {"arena_bytes": arena_size(g).evaluate(bindings),
-            "naive_bytes": sum(sizes.values()),
+            "naive_bytes": sum(sizes.values()) + sum(scratch),
             "lower_bound_bytes": lower}
 
 
 @register_pass("memory")
 def memory(g: Graph) -> Graph:
-    out = g.copy()
+    def plan_bodies(new_g, n, ins):     # a scan's body is planned like a graph, first
+        if n.op.family != "scan":
+            return None
+        nn = new_g.make_node(n.op, ins, n.attrs, tuple(memory(r) for r in n.regions))
+        new_g.nodes.append(nn)
+        return nn.outputs
+
+    out = g.rebuild(plan_bodies) if any(n.op.family == "scan" for n in g.nodes) else g.copy()
     out.arena = plan_memory(out)
     return out

@@ -14,6 +14,11 @@ offsets of the plan (polynomials in the symbols) -- the graph's own plan if the
 in-place slot) loses the ``noalias`` on that pair. Graph outputs that are not
 written directly are copied at the end (llvm.memcpy), then state updates are copied
 into their parameters' buffers.
+
+A node whose kernel needs scratch space (a ``scan``: see ``SCRATCH`` in
+kiln/passes/memory.py) gets a pointer into the arena past its last argument. A
+``scan`` body is lowered by this same function into the enclosing module (``module=``),
+with every name prefixed and an internal entry that the scan's kernel calls per step.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import llvmlite.ir as ll
 
 from ...ir.graph import Graph, Value
 from ...ir.types import Affine, Poly
-from ...passes.memory import classify, plan_memory, slot_size
+from ...passes.memory import classify, plan_memory, scratch_offsets, scratch_size, slot_size
 from .emit import I8, I64, VOID, ptr
 from .kernels import KERNELS
 
@@ -40,9 +45,14 @@ class LoweredModule:
     kernels: list            # (kernel function name, node) in call order
 
 
-def lower_graph(g: Graph, prefix: str = "kiln_") -> LoweredModule:
-    m = ll.Module(name=g.name)
-    symbols = g.symbols
+def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None,
+                symbols: tuple | None = None) -> LoweredModule:
+    """Lower ``g`` into a new module; or into ``module`` (a region: every kernel and
+    global named ``prefix...``, the entry internal), with ``symbols`` the order of the
+    enclosing graph's ``dims``."""
+    m = module if module is not None else ll.Module(name=g.name)
+    local = "" if module is None else prefix
+    symbols = g.symbols if symbols is None else symbols
     storage = classify(g)
     offsets = g.arena if g.arena is not None else plan_memory(g)
     globals_: dict = {}
@@ -52,7 +62,7 @@ def lower_graph(g: Graph, prefix: str = "kiln_") -> LoweredModule:
         if fam == "constant":
             val = n.attrs["value"]
             data = bytearray(val.tobytes()) or bytearray(1)
-            gv = ll.GlobalVariable(m, ll.ArrayType(I8, len(data)), f"const{idx}")
+            gv = ll.GlobalVariable(m, ll.ArrayType(I8, len(data)), f"{local}const{idx}")
             gv.global_constant = True
             gv.linkage = "private"
             gv.align = ALIGN
@@ -64,13 +74,17 @@ def lower_graph(g: Graph, prefix: str = "kiln_") -> LoweredModule:
         if fam not in KERNELS:
             raise NotImplementedError(f"the CPU backend has no kernel for op {n.op.name} "
                                       f"(family {fam})")
-        kname = f"k{idx}_{n.op.name}"
+        kname = f"{local}k{idx}_{n.op.name}"
         fn = KERNELS[fam](m, kname, n, symbols)
         _drop_noalias_in_place(fn, n, storage, offsets)
         kernels.append((kname, n))
 
-    size = Poly.termwise_max([off + slot_size(v) for v, off in offsets.items()]) if offsets else Poly()
-    _emit_entry(m, prefix + "main", g, storage, offsets, globals_, kernels, symbols)
+    scratch = scratch_offsets(g, offsets)
+    size = Poly.termwise_max([off + slot_size(v) for v, off in offsets.items()]
+                             + [off + scratch_size(n) for n, off in scratch.items()])
+    entry = _emit_entry(m, prefix + "main", g, storage, offsets, globals_, kernels, symbols, scratch)
+    if module is not None:
+        entry.linkage = "internal"
     return LoweredModule(m, prefix + "main", symbols, size, list(g.params), kernels)
 
 
@@ -90,7 +104,7 @@ def _drop_noalias_in_place(fn, n, storage, offsets):
                     a.attributes.discard("noalias")
 
 
-def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols):
+def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols, scratch):
     i8p = I8.as_pointer()
     i8pp = i8p.as_pointer()
     fn = ll.Function(m, ll.FunctionType(VOID, [i8pp, i8pp, i8pp, i8p, I64.as_pointer()]), name)
@@ -132,6 +146,8 @@ def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols):
 
     for kname, n in kernels:
         args = [b.bitcast(address(v), ptr(v.type.dtype)) for v in (*n.outputs, *n.inputs)]
+        if n in scratch:
+            args.append(b.gep(arena_ptr, [poly(scratch[n])]))
         b.call(m.get_global(kname), [*args, dims])
 
     memcpy = m.declare_intrinsic("llvm.memcpy", [i8p, i8p, I64])
@@ -145,3 +161,4 @@ def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols):
         nbytes = poly(Poly.of(Affine.product(v.type.shape) * v.type.dtype.itemsize))
         b.call(memcpy, [address(p), address(v), nbytes, ll.Constant(ll.IntType(1), 0)])
     b.ret_void()
+    return fn
