@@ -12,6 +12,7 @@ import numpy as np
 from ..opdef import (Attr, AttrKind, Kind, OpDef, OpTypeError, broadcast_shapes, normalize_axis,
                      register, same_dtype)
 from ..types import DType, TensorType, is_symbol
+from .vjp_util import scalar, unbroadcast, zeros
 
 
 def _static(op: str, t: TensorType, axis: int, what: str) -> int:
@@ -40,6 +41,13 @@ class Where(OpDef):
     def reference(self, cond, a, b):
         return np.where(cond, a, b)
 
+    def vjp(self, g, ins, outs, cts):
+        cond, a, b = ins
+        ct = cts[0]
+        zero = scalar(g, 0, ct)
+        return [None, unbroadcast(g, g.op("where", cond, ct, zero), a.type.shape),
+                unbroadcast(g, g.op("where", cond, zero, ct), b.type.shape)]
+
 
 @register
 class BroadcastTo(OpDef):
@@ -62,6 +70,9 @@ class BroadcastTo(OpDef):
 
     def reference(self, x, *, shape):
         return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+    def vjp(self, g, ins, outs, cts, *, shape):
+        return [unbroadcast(g, cts[0], ins[0].type.shape)]
 
 
 @register
@@ -95,6 +106,15 @@ class Concat(OpDef):
 
     def reference(self, *arrays, axis):
         return np.concatenate(arrays, axis=axis)
+
+    def vjp(self, g, ins, outs, cts, *, axis):
+        ax = normalize_axis(self.name, axis, outs[0].type.rank)
+        out, start = [], 0
+        for v in ins:
+            size = v.type.shape[ax]
+            out.append(g.op("slice", cts[0], axes=(ax,), begin=(start,), end=(start + size,)))
+            start += size
+        return out
 
 
 def slice_ranges(x: TensorType, axes, begin, end, steps) -> dict:
@@ -139,6 +159,38 @@ class Slice(OpDef):
             idx[a % x.ndim] = slice(b, e, s)
         return np.ascontiguousarray(x[tuple(idx)])
 
+    def vjp(self, g, ins, outs, cts, *, axes, begin, end, steps):
+        """Put the cotangent back where the slice came from, zeros elsewhere: per axis,
+        reverse it (negative step), spread it (step s > 1: s-1 zeros after each
+        element, by a reshape, a pad and a reshape), then pad (or cut) to the axis."""
+        x = ins[0]
+        ct = cts[0]
+        rs = slice_ranges(x.type, axes, begin, end, steps)
+        if any(len(r) == 0 for r in rs.values()):
+            return [zeros(g, x.type)]
+        pads = [0] * (2 * x.type.rank)
+        for k, r in sorted(rs.items()):
+            n, size = len(r), x.type.shape[k]
+            if r.step < 0 and n > 1:
+                ct = g.op("slice", ct, axes=(k,), begin=(-1,), end=(-(n + 1),), steps=(-1,))
+                r = range(r[-1], r[0] + 1, -r.step)
+            elif r.step < 0:
+                r = range(r.start, r.start + 1)
+            length = n
+            if r.step > 1 and n > 1:
+                shp = ct.type.shape
+                ct = g.op("reshape", ct, shape=shp[:k + 1] + (1,) + shp[k + 1:])
+                spread = [0] * (2 * ct.type.rank)
+                spread[2 * (k + 1) + 1] = r.step - 1
+                ct = g.op("pad", ct, pads=tuple(spread))
+                ct = g.op("reshape", ct, shape=shp[:k] + (n * r.step,) + shp[k + 1:])
+                length = n * r.step
+            if r.start + length > size:     # the spread ran past the axis: cut trailing zeros
+                length = size - r.start
+                ct = g.op("slice", ct, axes=(k,), begin=(0,), end=(length,))
+            pads[2 * k], pads[2 * k + 1] = r.start, size - r.start - length
+        return [g.op("pad", ct, pads=tuple(pads)) if any(pads) else ct]
+
 
 @register
 class Pad(OpDef):
@@ -168,6 +220,14 @@ class Pad(OpDef):
     def reference(self, x, *, pads, value):
         pairs = [(pads[2 * k], pads[2 * k + 1]) for k in range(x.ndim)]
         return np.pad(x, pairs, constant_values=np.asarray(value).astype(x.dtype))
+
+    def vjp(self, g, ins, outs, cts, *, pads, value):
+        x = ins[0]
+        cut = [k for k in range(x.type.rank) if pads[2 * k] or pads[2 * k + 1]]
+        if not cut:
+            return [cts[0]]
+        return [g.op("slice", cts[0], axes=tuple(cut), begin=tuple(pads[2 * k] for k in cut),
+                     end=tuple(pads[2 * k] + x.type.shape[k] for k in cut))]
 
 
 @register
@@ -199,3 +259,9 @@ class Gather(OpDef):
             raise ValueError(f"gather: index {int(indices[bad].flat[0])} is out of range for axis "
                              f"{ax} of size {size}")
         return np.take(params, indices, axis=ax)
+
+    def vjp(self, g, ins, outs, cts, *, axis):
+        # dense rows: the cotangent's slices added into zeros at their indices
+        params, indices = ins
+        return [g.op("scatter_add", cts[0], indices, axis=normalize_axis(self.name, axis, params.type.rank),
+                     shape=params.type.shape), None]

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..opdef import Kind, OpDef, OpTypeError, broadcast_shapes, register, same_dtype
 from ..types import TensorType
+from .vjp_util import unbroadcast
 
 
 @register
@@ -30,3 +31,15 @@ class MatMul(OpDef):
 
     def reference(self, a, b):
         return np.matmul(a, b)
+
+    def vjp(self, g, ins, outs, cts):
+        # dA = C' @ B^T, dB = A^T @ C', each summed over the batch dims it was broadcast along
+        a, b = ins
+        ct = cts[0]
+
+        def t(v):
+            perm = tuple(range(v.type.rank - 2)) + (v.type.rank - 1, v.type.rank - 2)
+            return g.op("transpose", v, perm=perm)
+
+        return [unbroadcast(g, g.op("matmul", ct, t(b)), a.type.shape),
+                unbroadcast(g, g.op("matmul", t(a), ct), b.type.shape)]

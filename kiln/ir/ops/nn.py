@@ -16,6 +16,7 @@ import numpy as np
 
 from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, register, same_dtype
 from ..types import TensorType, is_symbol
+from .vjp_util import block_diagonal, zeros
 
 
 def _image(op: str, x: TensorType):
@@ -110,6 +111,27 @@ class Conv2D(OpDef):
         return tuple((x.shape[1 + a] + pads[2 * a] + pads[2 * a + 1] - dilations[a] * (w.shape[a] - 1)
                       - 1) // strides[a] + 1 for a in range(2))
 
+    def vjp(self, g, ins, outs, cts, *, strides, dilations, pads, groups):
+        x, w = ins
+        kw = dict(strides=strides, dilations=dilations, pads=pads)
+        return [conv2d_input_grad(g, cts[0], w, x.type.shape[1:3], groups=groups, **kw),
+                g.op("conv2d_backprop_kernel", x, cts[0], kernel=w.type.shape[:2], groups=groups, **kw)]
+
+
+def conv2d_input_grad(g, ct, w, hw, *, strides, dilations, pads, groups):
+    """d conv2d / d x: the transposed convolution of the cotangent with the same kernel
+    (HWIO [kh,kw,C,O] read as conv2d_transpose's [kh,kw,out=C,in=O]); output_padding
+    restores the input rows and columns the strided windows never reached. A grouped
+    kernel is made dense (block diagonal) first, as conv2d_transpose has no groups."""
+    if groups > 1:
+        w = block_diagonal(g, w, groups)
+    ho_wo = ct.type.shape[1:3]
+    extra = tuple(hw[a] + pads[2 * a] + pads[2 * a + 1]
+                  - ((ho_wo[a] - 1) * strides[a] + dilations[a] * (w.type.shape[a] - 1) + 1)
+                  for a in range(2))
+    return g.op("conv2d_transpose", ct, w, strides=strides, dilations=dilations, pads=pads,
+                output_padding=extra)
+
 
 @register
 class Conv2DTranspose(OpDef):
@@ -172,6 +194,25 @@ class Conv2DTranspose(OpDef):
                      x0:x0 + strides[1] * (wd - 1) + 1:strides[1], :] += xf @ w[i, j].astype(np.float64).T
         return full[:, pads[0]:pads[0] + ho, pads[2]:pads[2] + wo, :].astype(x.dtype)
 
+    def vjp(self, g, ins, outs, cts, *, strides, dilations, pads, output_padding):
+        """conv2d_transpose is the adjoint of a conv2d from its uncropped output ``full``
+        to its input: the cotangent, placed back into ``full`` (zero-padded by the crop;
+        rows past the end of ``full`` -- output_padding -- are cut), is convolved with
+        the kernel for the input, and correlated with the input for the kernel."""
+        x, w = ins
+        ct = cts[0]
+        full = [(x.type.shape[1 + a] - 1) * strides[a] + dilations[a] * (w.type.shape[a] - 1) + 1
+                for a in range(2)]
+        keep = [min(ct.type.shape[1 + a], full[a] - pads[2 * a]) for a in range(2)]
+        if min(keep) <= 0:       # the whole output lies in the padding: no gradient
+            return [zeros(g, x.type), zeros(g, w.type)]
+        if keep != list(ct.type.shape[1:3]):
+            ct = g.op("slice", ct, axes=(1, 2), begin=(0, 0), end=tuple(keep))
+        cpads = (pads[0], full[0] - pads[0] - keep[0], pads[2], full[1] - pads[2] - keep[1])
+        kw = dict(strides=strides, dilations=dilations, pads=cpads)
+        return [g.op("conv2d", ct, w, **kw),
+                g.op("conv2d_backprop_kernel", ct, x, kernel=w.type.shape[:2], **kw)]
+
 
 class Pool2D(OpDef):
     kind = Kind.OUT_FUSABLE
@@ -213,6 +254,10 @@ class MaxPool2D(Pool2D):
             out = p.copy() if out is None else np.maximum(out, p)
         return out
 
+    def vjp(self, g, ins, outs, cts, *, window, strides, pads):
+        # to the first maximum of each window (max_pool2d_grad documents ties)
+        return [g.op("max_pool2d_grad", ins[0], cts[0], window=window, strides=strides, pads=pads)]
+
 
 @register
 class AvgPool2D(Pool2D):
@@ -228,3 +273,7 @@ class AvgPool2D(Pool2D):
             total = total + p
             count = count + q
         return (total / count).astype(x.dtype)
+
+    def vjp(self, g, ins, outs, cts, *, window, strides, pads):
+        return [g.op("avg_pool2d_grad", cts[0], window=window, strides=strides, pads=pads,
+                     size=ins[0].type.shape[1:3])]

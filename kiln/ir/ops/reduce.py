@@ -5,6 +5,7 @@ import numpy as np
 
 from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, normalize_axis, register, require_float
 from ..types import DType, TensorType
+from .vjp_util import count, keepdims_shape
 
 
 def reduced_axes(op: str, axes, rank: int) -> tuple:
@@ -35,11 +36,22 @@ class Reduce(OpDef):
     def reference(self, x, *, axes, keepdims):
         return np.asarray(self.fn(x, axis=tuple(axes), keepdims=keepdims), dtype=x.dtype)
 
+    @staticmethod
+    def _spread(g, x, ct, axes, keepdims):
+        """The cotangent broadcast back over the reduced axes."""
+        ax = reduced_axes("reduce", axes, x.type.rank)
+        if not keepdims:
+            ct = g.op("reshape", ct, shape=keepdims_shape(x.type.shape, ax))
+        return g.op("broadcast_to", ct, shape=x.type.shape)
+
 
 @register
 class ReduceSum(Reduce):
     name = "reduce_sum"
     fn = staticmethod(np.sum)
+
+    def vjp(self, g, ins, outs, cts, *, axes, keepdims):
+        return [self._spread(g, ins[0], cts[0], axes, keepdims)]
 
 
 @register
@@ -52,17 +64,40 @@ class ReduceMean(Reduce):
 
     fn = staticmethod(np.mean)
 
+    def vjp(self, g, ins, outs, cts, *, axes, keepdims):
+        x = ins[0]
+        n = count(g, [x.type.shape[a] for a in reduced_axes(self.name, axes, x.type.rank)], x)
+        return [self._spread(g, x, g.op("div", cts[0], n), axes, keepdims)]
+
 
 @register
 class ReduceMax(Reduce):
     name = "reduce_max"
     fn = staticmethod(np.max)
 
+    def vjp(self, g, ins, outs, cts, *, axes, keepdims):
+        return _extremum_vjp(g, ins[0], outs[0], cts[0], axes, keepdims)
+
 
 @register
 class ReduceMin(Reduce):
     name = "reduce_min"
     fn = staticmethod(np.min)
+
+    def vjp(self, g, ins, outs, cts, *, axes, keepdims):
+        return _extremum_vjp(g, ins[0], outs[0], cts[0], axes, keepdims)
+
+
+def _extremum_vjp(g, x, y, ct, axes, keepdims):
+    """reduce_max/min: the cotangent goes to the elements equal to the result, split
+    equally between them on a tie (as maximum/minimum of two operands)."""
+    ax = reduced_axes("reduce", axes, x.type.rank)
+    if not keepdims:
+        shape = keepdims_shape(x.type.shape, ax)
+        y, ct = g.op("reshape", y, shape=shape), g.op("reshape", ct, shape=shape)
+    hit = g.op("cast", g.op("equal", x, y), dtype=x.type.dtype)
+    ties = g.op("reduce_sum", hit, axes=ax, keepdims=True)
+    return [g.op("mul", hit, g.op("div", ct, ties))]
 
 
 @register
@@ -73,6 +108,7 @@ class Argmax(OpDef):
     kind = Kind.REDUCTION
     family = "argmax"
     num_inputs = 1
+    differentiable = False   # an integer index: no gradient flows through it
     attrs = (Attr("axis", AttrKind.INT), Attr("keepdims", AttrKind.BOOL, False))
 
     def infer(self, x: TensorType, *, axis, keepdims):
@@ -105,3 +141,9 @@ class Softmax(OpDef):
     def reference(self, x, *, axis):
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
+
+    def vjp(self, g, ins, outs, cts, *, axis):
+        # y * (ct - sum(ct * y, axis))
+        y, ct = outs[0], cts[0]
+        dot = g.op("reduce_sum", g.op("mul", ct, y), axes=(axis,), keepdims=True)
+        return [g.op("mul", y, g.op("sub", ct, dot))]

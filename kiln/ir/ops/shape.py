@@ -47,6 +47,9 @@ class Reshape(OpDef):
     def reference(self, x, *, shape):
         return x.reshape(shape)
 
+    def vjp(self, g, ins, outs, cts, *, shape):
+        return [g.op("reshape", cts[0], shape=ins[0].type.shape)]
+
 
 @register
 class Transpose(OpDef):
@@ -65,3 +68,5 @@ class Transpose(OpDef):
     def reference(self, x, *, perm):
         return np.transpose(x, perm)
 
+    def vjp(self, g, ins, outs, cts, *, perm):
+        return [g.op("transpose", cts[0], perm=tuple(int(i) for i in np.argsort(perm)))]

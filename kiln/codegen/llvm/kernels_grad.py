@@ -1,0 +1,170 @@
+"""Kernels for the ops backward passes need (kiln/ir/ops/grad.py): scatter_add,
+conv2d_backprop_kernel, max_pool2d_grad and avg_pool2d_grad.
+
+Each zeroes its output, then accumulates into it. Loop nests keep a contiguous
+channel (or row) loop innermost, as the forward kernels in kernels_nn.py do; window
+positions in the padding are skipped by bounds checks, never read.
+"""
+from __future__ import annotations
+
+from ...ir.opdef import normalize_axis
+from ...ir.types import DType
+from .emit import I64, LLTYPE, const
+from .kernels import kernel, kernel_context
+from .kernels_nn import _FLAGS, _in_range, _lin, _mac, _smax, _smin
+
+
+def _zero(kc, ptr, t):
+    with kc.loop(kc.numel(t.shape), name="zero") as i:
+        kc.store(const(t.dtype, 0), ptr, i, t.dtype)
+
+
+def _add_to(kc, dt, ptr, i, v):
+    kc.store(kc.b.fadd(kc.load(ptr, i, dt), v, flags=_FLAGS), ptr, i, dt)
+
+
+@kernel("scatter_add")
+def emit_scatter_add(module, name, node, symbols):
+    """For every outer index o and index position t, add the slice updates[o, t, :] to
+    out[o, idx[t], :]; an out-of-range index (< 0 or >= the axis size) is skipped."""
+    kc = kernel_context(module, name, node, symbols)
+    b = kc.b
+    out_t, i_t = node.outputs[0].type, node.inputs[1].type
+    dt = out_t.dtype
+    ax = normalize_axis("scatter_add", node.attrs["axis"], out_t.rank)
+    out_ptr, u_ptr, i_ptr = kc.args
+    outer, size = kc.numel(out_t.shape[:ax]), kc.dim(out_t.shape[ax])
+    inner, count = kc.numel(out_t.shape[ax + 1:]), kc.numel(i_t.shape)
+    _zero(kc, out_ptr, out_t)
+    with kc.loop(outer, name="o") as o:
+        with kc.loop(count, name="t") as t:
+            idx = kc.load(i_ptr, t, i_t.dtype)
+            if i_t.dtype is not DType.i64:
+                idx = b.sext(idx, I64)
+            with b.if_then(b.icmp_unsigned("<", idx, size)):
+                dst = b.mul(b.add(b.mul(o, size), idx), inner)
+                src = b.mul(b.add(b.mul(o, count), t), inner)
+                with kc.loop(inner, name="j") as j:
+                    _add_to(kc, dt, out_ptr, b.add(dst, j), kc.load(u_ptr, b.add(src, j), dt))
+    return kc.finish()
+
+
+@kernel("conv2d_backprop_kernel")
+def emit_conv2d_backprop_kernel(module, name, node, symbols):
+    """For each output pixel and kernel tap (i, j) whose input pixel is inside the
+    image, for each input channel c of each group: dw[i, j, c, group's outputs] +=
+    x[pixel, c] * dy[pixel's outputs] (contiguous along the outputs)."""
+    kc = kernel_context(module, name, node, symbols)
+    b = kc.b
+    x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
+    dt = x_t.dtype
+    w_ptr, x_ptr, dy_ptr = kc.args
+    _, H, W, C = x_t.shape
+    _, Ho, Wo, O = dy_t.shape
+    kh, kw, cg, _ = w_t.shape
+    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
+    pt, _, pl, _ = node.attrs["pads"]
+    groups = node.attrs["groups"]
+    og = O // groups
+    _zero(kc, w_ptr, w_t)
+    with kc.loop(kc.dim(x_t.shape[0]), name="n") as n:
+        with kc.loop(I64(Ho), name="oy") as oy:
+            with kc.loop(I64(Wo), name="ox") as ox:
+                dbase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(O))
+                with kc.loop(I64(kh), name="i") as i:
+                    iy = b.add(b.mul(oy, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
+                    with b.if_then(_in_range(b, iy, H)):
+                        with kc.loop(I64(kw), name="j") as j:
+                            ix = b.add(b.mul(ox, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
+                            with b.if_then(_in_range(b, ix, W)):
+                                xbase = b.mul(_lin(b, n, iy, H, ix, W), I64(C))
+                                wbase = b.mul(_lin(b, i, j, kw), I64(cg * O))
+                                with kc.loop(I64(groups), name="g") as g:
+                                    with kc.loop(I64(cg), name="c") as c:
+                                        xv = kc.load(x_ptr, b.add(xbase, b.add(b.mul(g, I64(cg)), c)), dt)
+                                        wrow = b.add(wbase, b.add(b.mul(c, I64(O)), b.mul(g, I64(og))))
+                                        drow = b.add(dbase, b.mul(g, I64(og)))
+                                        with kc.loop(I64(og), name="o") as o:
+                                            _mac(kc, dt, w_ptr, b.add(wrow, o), xv, dy_ptr, b.add(drow, o))
+    return kc.finish()
+
+
+def _windows(kc, node, x_shape, body):
+    """For each output pixel: its window clipped to the image, (n, obase, y range,
+    x range), handed to ``body``."""
+    b = kc.b
+    _, H, W, C = x_shape
+    _, Ho, Wo, _ = node.inputs[-1].type.shape     # dy
+    kh, kw = node.attrs["window"]
+    sh, sw = node.attrs["strides"]
+    pt, _, pl, _ = node.attrs["pads"]
+    with kc.loop(kc.dim(x_shape[0]), name="n") as n:
+        with kc.loop(I64(Ho), name="oy") as oy:
+            y0 = b.sub(b.mul(oy, I64(sh)), I64(pt))
+            ys = _smax(b, y0, I64(0)), _smin(b, b.add(y0, I64(kh)), I64(H))
+            with kc.loop(I64(Wo), name="ox") as ox:
+                x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
+                xs = _smax(b, x0, I64(0)), _smin(b, b.add(x0, I64(kw)), I64(W))
+                body(n, b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(C)), ys, xs)
+
+
+@kernel("max_pool2d_grad")
+def emit_max_pool2d_grad(module, name, node, symbols):
+    """Per output pixel and channel: scan the clipped window row-major for the first
+    maximum (a later element wins only if greater, or if it is the first NaN), then
+    add dy to dx there."""
+    kc = kernel_context(module, name, node, symbols)
+    b = kc.b
+    x_t = node.inputs[0].type
+    dt = x_t.dtype
+    dx_ptr, x_ptr, dy_ptr = kc.args
+    _, H, W, C = x_t.shape
+    _zero(kc, dx_ptr, x_t)
+    with b.goto_entry_block():
+        best_slot = b.alloca(LLTYPE[dt])
+        idx_slot = b.alloca(I64)
+
+    def body(n, obase, ys, xs):
+        with kc.loop(I64(C), name="c") as c:
+            b.store(I64(-1), idx_slot)
+            b.store(const(dt, float("-inf")), best_slot)
+            with kc.loop(ys[1], start=ys[0], name="y") as y:
+                with kc.loop(xs[1], start=xs[0], name="x") as x:
+                    off = b.add(b.mul(_lin(b, n, y, H, x, W), I64(C)), c)
+                    v, best, idx = kc.load(x_ptr, off, dt), b.load(best_slot), b.load(idx_slot)
+                    gt = b.and_(b.fcmp_ordered("ord", best, best), b.fcmp_unordered(">", v, best))
+                    better = b.or_(b.icmp_signed("<", idx, I64(0)), gt)
+                    b.store(b.select(better, v, best), best_slot)
+                    b.store(b.select(better, off, idx), idx_slot)
+            idx = b.load(idx_slot)
+            with b.if_then(b.icmp_signed(">=", idx, I64(0))):
+                _add_to(kc, dt, dx_ptr, idx, kc.load(dy_ptr, b.add(obase, c), dt))
+
+    _windows(kc, node, x_t.shape, body)
+    return kc.finish()
+
+
+@kernel("avg_pool2d_grad")
+def emit_avg_pool2d_grad(module, name, node, symbols):
+    """Per output pixel: dy / (number of covered input elements) added to each covered
+    input element, channels innermost."""
+    kc = kernel_context(module, name, node, symbols)
+    b = kc.b
+    dx_t = node.outputs[0].type
+    dt = dx_t.dtype
+    dx_ptr, dy_ptr = kc.args
+    _, H, W, C = dx_t.shape
+    _zero(kc, dx_ptr, dx_t)
+
+    def body(n, obase, ys, xs):
+        count = b.mul(b.sub(ys[1], ys[0]), b.sub(xs[1], xs[0]))
+        inv = b.fdiv(const(dt, 1), b.sitofp(count, LLTYPE[dt]))
+        with kc.loop(ys[1], start=ys[0], name="y") as y:
+            with kc.loop(xs[1], start=xs[0], name="x") as x:
+                xbase = b.mul(_lin(b, n, y, H, x, W), I64(C))
+                with kc.loop(I64(C), name="c") as c:
+                    share = b.fmul(kc.load(dy_ptr, b.add(obase, c), dt), inv)
+                    _add_to(kc, dt, dx_ptr, b.add(xbase, c), share)
+
+    _windows(kc, node, dx_t.shape, body)
+    return kc.finish()
