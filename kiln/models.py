@@ -2,3 +2,7 @@
 from .frontend.models import Sequential  # noqa: F401
 
 __all__ = ["Sequential"]
+
+from .frontend.models import Functional, Model  # noqa: E402,F401
+
+__all__ += ["Model", "Functional"]

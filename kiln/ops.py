@@ -7,3 +7,9 @@ from .frontend.ops import (add, assign, cast, divide, exp, log, matmul, max, max
 __all__ = ["assign", "add", "subtract", "multiply", "divide", "maximum", "minimum", "matmul", "negative",
            "exp", "log", "sqrt", "relu", "sigmoid", "tanh", "softmax", "cast", "sum", "mean",
            "max", "reshape", "transpose"]
+
+# the rest of the Keras-ops namespace (math, arrays, convolution and pooling)
+from .frontend.ops import *  # noqa: E402,F401,F403
+from .frontend.ops import __all__ as _all  # noqa: E402
+
+__all__ = sorted(set(__all__) | set(_all) - {"convert", "param_for"})

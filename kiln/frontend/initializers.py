@@ -208,6 +208,32 @@ class LecunNormal(_Preset):
     _preset = (1.0, "fan_in", "truncated_normal")
 
 
+class Orthogonal(_Random):
+    """A (semi-)orthogonal matrix of the flattened shape ``(prod(shape[:-1]), shape[-1])``
+    times ``gain``: the Q of the QR decomposition of a normal matrix, signs fixed by R's
+    diagonal (Keras' algorithm). RNNs' default ``recurrent_initializer``."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"The tensor to initialize must be at least two-dimensional. "
+                             f"Received: shape={shape} of rank {len(shape)}.")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng().standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "random_uniform": RandomUniform, "uniform": RandomUniform,
@@ -216,6 +242,7 @@ _BY_NAME = {
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+    "orthogonal": Orthogonal,
 }
 _CLASSES = {c.__name__: c for c in set(_BY_NAME.values())}
 
@@ -238,4 +265,4 @@ def get(identifier):
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
            "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform",
-           "HeNormal", "LecunUniform", "LecunNormal", "compute_fans", "get"]
+           "HeNormal", "LecunUniform", "LecunNormal", "Orthogonal", "compute_fans", "get"]

@@ -214,6 +214,65 @@ def transpose(x, axes=None):
     return current_graph().op("transpose", x, perm=perm)
 
 
-__all__ = ["assign", "add", "subtract", "multiply", "divide", "maximum", "minimum", "matmul", "negative",
-           "exp", "log", "sqrt", "relu", "sigmoid", "tanh", "softmax", "cast", "sum", "mean",
-           "max", "reshape", "transpose", "convert", "param_for"]
+__all__ = ["assign", "add", "subtract", "multiply", "divide", "maximum", "minimum", "matmul",
+           "negative", "exp", "log", "sqrt", "relu", "sigmoid", "tanh", "softmax", "cast", "sum",
+           "mean", "max", "reshape", "transpose", "convert", "param_for"]
+
+# The rest of the Keras-ops namespace, by family (they build on the functions above).
+from .ops_array import *  # noqa: E402,F401,F403
+from .ops_math import *  # noqa: E402,F401,F403
+from .ops_nn import *  # noqa: E402,F401,F403
+from . import ops_array as _ops_array, ops_math as _ops_math, ops_nn as _ops_nn  # noqa: E402
+
+__all__ += _ops_array.__all__ + _ops_math.__all__ + _ops_nn.__all__
+
+
+# -- Python operators on IR Values inside a layer's call ----------------------------------
+# (``x + b``, ``x @ w``, ``-x``, ``x[:, 0]``, ``x > 0``, ... as on Keras tensors). Equality
+# is NOT overloaded: Values stay hashable by identity, as graph code relies on.
+def _install_value_operators():
+    from ..ir.graph import Value
+
+    def rev(fn):
+        return lambda a, b: fn(b, a)
+
+    table = {
+        "__add__": add, "__radd__": rev(add), "__sub__": subtract, "__rsub__": rev(subtract),
+        "__mul__": multiply, "__rmul__": rev(multiply), "__truediv__": divide,
+        "__rtruediv__": rev(divide), "__matmul__": matmul, "__rmatmul__": rev(matmul),
+        "__pow__": _ops_math.power, "__rpow__": rev(_ops_math.power), "__neg__": negative,
+        "__abs__": _ops_math.abs, "__getitem__": _ops_array.getitem,
+        "__gt__": _ops_math.greater, "__ge__": _ops_math.greater_equal,
+        "__lt__": _ops_math.less, "__le__": _ops_math.less_equal,
+    }
+    for name, fn in table.items():
+        if name not in Value.__dict__:
+            setattr(Value, name, fn)
+        if name not in Variable.__dict__:   # inside a trace: ops; outside: numpy on the value
+            setattr(Variable, name, _variable_operator(name, fn))
+    if "ndim" not in Value.__dict__:
+        Value.ndim = property(lambda v: v.type.rank)
+
+
+def _variable_operator(name, fn):
+    import operator
+
+    def op(self, *args):
+        try:
+            current_graph()
+        except RuntimeError:
+            pass
+        else:
+            return fn(self, *args)
+        if name == "__getitem__":
+            return self.value[args[0]]
+        npfn = getattr(operator, name.replace("__r", "__", 1) if name.startswith("__r")
+                       and name != "__rshift__" else name, None)
+        if name.startswith("__r") and npfn is not None:
+            return npfn(np.asarray(args[0]), self.numpy())
+        return npfn(self.numpy(), *args) if args else npfn(self.numpy())
+    op.__name__ = name
+    return op
+
+
+_install_value_operators()

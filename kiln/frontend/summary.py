@@ -159,15 +159,57 @@ def render_table(header: list, aligns: list, column_widths: list, line_length: i
 
 
 # -- the summary -------------------------------------------------------------------------
+def _format_shapes(shapes) -> str:
+    """One shape as ``(None, 4)``; several as ``[(None, 4), (None, 3)]`` (Keras)."""
+    if isinstance(shapes, tuple):
+        return format_shape(shapes)
+    flat = list(shapes.values()) if isinstance(shapes, dict) else list(shapes)
+    if len(flat) == 1:
+        return _format_shapes(flat[0])
+    return "[" + ", ".join(_format_shapes(s) for s in flat) + "]"
+
+
 def _layer_shape(layer) -> str:
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if nodes:   # as Keras: the output shape(s) of the layer's last call
+        return _format_shapes([tuple(t.shape) for t in nodes[-1].output_tensors])
     if layer._last_output_shape is not None:
-        return format_shape(layer._last_output_shape)
+        return _format_shapes(layer._last_output_shape)
     if layer.built and layer._build_input_shape is not None:
         try:
-            return format_shape(layer.compute_output_shape(layer._build_input_shape))
-        except (NotImplementedError, ValueError):
+            return _format_shapes(layer.compute_output_shape(layer._build_input_shape))
+        except (NotImplementedError, ValueError, TypeError):
             return "?"
     return "?"
+
+
+def _graph_info(model):
+    """For a Functional model: (sequential_like, the ids of the model's nodes), as
+    Keras decides it (one node per depth, each with one input, and no shared layer);
+    None for other models."""
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if by_depth is None:
+        return None
+    nodes = [n for v in by_depth.values() for n in v]
+    relevant = {id(n) for n in nodes}
+    sequential_like = all(len(v) == 1 and len(v[0].input_tensors) <= 1 for v in by_depth.values())
+    if sequential_like:
+        for layer in model.layers:
+            if sum(id(n) in relevant for n in getattr(layer, "_inbound_nodes", [])) > 1:
+                sequential_like = False
+                break
+    return sequential_like, relevant
+
+
+def _connections(layer, relevant) -> str:
+    parts = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        if relevant and id(node) not in relevant:
+            continue
+        for t in node.input_tensors:
+            src, node_index, tensor_index = t._keras_history
+            parts.append(f"{src.name}[{node_index}][{tensor_index}]")
+    return ", ".join(parts) or "-"
 
 
 def _layer_range(layers, layer_range):
@@ -191,10 +233,18 @@ def _layer_range(layers, layer_range):
 def summary_text(model, line_length=None, positions=None, expand_nested=False,
                  show_trainable=False, layer_range=None) -> str:
     layers = model.layers
-    default_line_length = 88
-    positions = list(positions or [0.45, 0.80, 1.0])
-    header = ["Layer (type)", "Output Shape", "Param #"]
-    aligns = ["left", "left", "right"]
+    info = _graph_info(model)
+    connected = info is not None and not info[0]
+    if connected:
+        default_line_length = 108
+        positions = list(positions or [0.3, 0.56, 0.74, 1.0])
+        header = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
+        aligns = ["left", "left", "right", "left"]
+    else:
+        default_line_length = 88
+        positions = list(positions or [0.45, 0.80, 1.0])
+        header = ["Layer (type)", "Output Shape", "Param #"]
+        aligns = ["left", "left", "right"]
     if show_trainable:
         default_line_length += 12
         positions = [p * 0.90 for p in positions] + [1.0]
@@ -213,6 +263,8 @@ def summary_text(model, line_length=None, positions=None, expand_nested=False,
     def fields(layer, prefix=""):
         row = [f"{prefix}{layer.name} ({type(layer).__name__})", _layer_shape(layer),
                f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"]
+        if connected:
+            row.append(_connections(layer, info[1]))
         if show_trainable:
             row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
         return row

@@ -9,10 +9,19 @@ shapes themselves.
 Calling a layer on
 - an IR ``Value`` (inside ``with graph.building():``) builds the layer if needed (from
   the Value's shape) and appends its ops to that graph;
+- a symbolic ``KerasTensor`` (``kiln.Input``, the functional API) traces ``call`` once
+  to build the layer and infer output shapes, records a ``Node`` in the layer's
+  ``_inbound_nodes`` and returns KerasTensors (kiln/frontend/layers/node.py);
 - a numpy array runs it eagerly (a one-layer graph run by the IR interpreter).
+
+Inputs may be structures (lists, tuples, dicts) of these; extra positional and
+keyword arguments are passed on to ``call``. ``training`` (default None) is passed to
+``call`` when it accepts it; None means "as the enclosing call" (a training context
+that calls of models and layers set for the layers they call), else False.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import math
@@ -24,9 +33,14 @@ from ...ir.interpreter import interpret
 from ...ir.opdef import OpTypeError
 from ...ir.types import TensorType
 from .. import initializers as _initializers
+from .. import tree
 from ..naming import auto_name, ir_name, uniquify
 from ..shapes import dtype_name, standardize_shape, to_dtype, to_ir_shape, to_keras_shape
 from ..variables import Variable
+from .input_spec import assert_input_compatibility
+
+# the `training` flag of the innermost layer call being traced (None outside any call)
+_TRAINING: contextvars.ContextVar = contextvars.ContextVar("kiln_training", default=None)
 
 
 def _call_takes_training(cls) -> bool:
@@ -45,10 +59,57 @@ def _wrap_build(fn):
         result = fn(self, *args, **kwargs)
         self.built = True
         if args and self._build_input_shape is None and args[0] is not None:
-            self._build_input_shape = standardize_shape(args[0], "input_shape")
+            self._build_input_shape = standardize_shapes(args[0])
         return result
     build._kiln_build_wrapper = True
     return build
+
+
+def _is_shape(x) -> bool:
+    return isinstance(x, (tuple, list)) and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in x)
+
+
+def standardize_shapes(shapes):
+    """A shape, or a structure (list / dict) of shapes, standardized."""
+    if isinstance(shapes, dict):
+        return {k: standardize_shapes(v) for k, v in shapes.items()}
+    if isinstance(shapes, (list, tuple)) and shapes and not _is_shape(shapes):
+        return [standardize_shapes(s) for s in shapes]
+    return standardize_shape(shapes, "input_shape")
+
+
+def _shape_of(x):
+    from .node import KerasTensor
+    if isinstance(x, Value):
+        return to_keras_shape(x.shape)
+    if isinstance(x, KerasTensor):
+        return tuple(x.shape)
+    return tuple(np.shape(x))
+
+
+def _is_tensor(x) -> bool:
+    from .node import KerasTensor
+    return isinstance(x, (Value, KerasTensor))
+
+
+class _Shape:
+    """A shape as a leaf of a structure (tuples are otherwise containers)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+def _shape_structure(shapes):
+    if isinstance(shapes, dict):
+        return {k: _shape_structure(v) for k, v in shapes.items()}
+    if isinstance(shapes, list):
+        return [_shape_structure(s) for s in shapes]
+    return _Shape(shapes)
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 class Layer:
@@ -82,6 +143,8 @@ class Layer:
         self.built = False
         self._build_input_shape = None
         self._last_output_shape = None
+        self._inbound_nodes: list = []
+        self.input_spec = None
 
     # -- attribute tracking of nested layers -------------------------------------------
     def __setattr__(self, name, value):
@@ -202,62 +265,168 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
 
     def _maybe_build(self, input_shape):
+        """Build from the shape(s) of the first call argument (a shape, or a list /
+        dict of shapes for layers called on several tensors)."""
         if not self.built:
-            shape = standardize_shape(input_shape, "input_shape")
+            shape = standardize_shapes(input_shape)
             self.build(shape)
             self.built = True
             self._build_input_shape = shape
 
-    def __call__(self, inputs, training=False, **kwargs):
-        if isinstance(inputs, Value):
-            return self._call_symbolic(inputs, training, kwargs)
-        from .input_layer import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            raise NotImplementedError(
-                f"calling {type(self).__name__} on a symbolic Input (the functional API, "
-                f"kiln.Model(inputs, outputs)) is not supported yet; use kiln.Sequential")
-        return self._call_eager(inputs, training, kwargs)
+    def _build_from_call_args(self, args, kwargs):
+        """Build before the first call. A ``build(self, query_shape, value_shape)``
+        whose parameters are call argument names + ``_shape`` gets those arguments'
+        shapes (as Keras); any other ``build`` gets the first argument's shape(s)."""
+        if self.built:
+            return
+        params = [p for p in inspect.signature(self.build).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = [p.name for p in params]
+        if len(names) > 1 and all(n.endswith("_shape") for n in names):
+            call_params = [p.name for p in inspect.signature(self.call).parameters.values()]
+            bound = dict(zip(call_params, args))
+            bound.update({k: v for k, v in kwargs.items() if k in call_params})
+            shapes = {n: (tree.map_structure(_shape_of, bound[n[:-6]])
+                          if bound.get(n[:-6]) is not None else None) for n in names}
+            self.build(**shapes)
+            self.built = True
+            self._build_input_shape = shapes.get(names[0])
+        else:
+            self._maybe_build(tree.map_structure(_shape_of, args[0]))
 
-    def _call_symbolic(self, x: Value, training=False, kwargs=None, record=True):
-        self._maybe_build(to_keras_shape(x.shape))
+    def __call__(self, *args, **kwargs):
+        if not args:
+            if "inputs" not in kwargs:
+                raise TypeError(f'Layer "{self.name}": call it on its inputs, e.g. layer(x)')
+            args = (kwargs.pop("inputs"),)
+        training = kwargs.pop("training", None)
+        leaves = tree.flatten([list(args), kwargs])
+        from .node import KerasTensor
+        if any(isinstance(t, KerasTensor) for t in leaves):
+            if any(isinstance(t, Value) for t in leaves):
+                raise ValueError(f'Layer "{self.name}": cannot mix symbolic KerasTensors '
+                                 f"(kiln.Input) and graph values in one call")
+            return self._call_functional(args, kwargs, training)
+        if any(isinstance(t, Value) for t in leaves):
+            return self._call_symbolic(args, kwargs, training)
+        return self._call_eager(args, kwargs, training)
+
+    def _call_symbolic(self, args, kwargs=None, training=None, record=True):
+        """Append this layer's ops for ``call(*args, **kwargs)`` to the graph being
+        built; ``args``/``kwargs`` hold IR Values (or structures of them)."""
+        if isinstance(args, Value):   # the one-input form
+            args = (args,)
+        args, kwargs = tuple(args), dict(kwargs or {})
+        given = [to_keras_shape(v.shape) for v in tree.flatten(args[0]) if isinstance(v, Value)]
+        was_built = self.built
+        assert_input_compatibility(self.input_spec, given, self.name)
+        self._build_from_call_args(args, kwargs)
+        if training is None:
+            training = _TRAINING.get()
+        training = bool(training)
         if _call_takes_training(type(self)):
-            kwargs = dict(kwargs or {}, training=training)
+            kwargs["training"] = training
+        token = _TRAINING.set(training)
         try:
-            out = self.call(x, **(kwargs or {}))
+            out = self.call(*args, **kwargs)
         except OpTypeError as e:
-            raise OpTypeError(f'{type(self).__name__} layer "{self.name}": {e}') from None
-        if not isinstance(out, Value):
+            extra = ""
+            built_for = self._build_input_shape
+            if was_built and built_for is not None and len(given) == 1 \
+                    and tuple(built_for) != given[0]:
+                extra = (f" (the layer was built for input shape {_fmt(built_for)}, "
+                         f"got input shape {_fmt(given[0])})")
+            raise OpTypeError(f'{type(self).__name__} layer "{self.name}": {e}{extra}') from None
+        finally:
+            _TRAINING.reset(token)
+        leaves = tree.flatten(out)
+        if not leaves or not all(isinstance(v, Value) for v in leaves):
+            bad = next((v for v in leaves if not isinstance(v, Value)), None)
             raise TypeError(f'{type(self).__name__} layer "{self.name}": call() must return an '
-                            f"IR Value, got {type(out).__name__}")
+                            f"IR Value (or a list / tuple / dict of them), got "
+                            f"{type(bad if leaves else out).__name__}")
         if record:
-            self._last_output_shape = to_keras_shape(out.shape)
+            self._last_output_shape = tree.map_structure(lambda v: to_keras_shape(v.shape), out)
         return out
 
-    def _call_eager(self, x, training=False, kwargs=None):
-        if training:
-            raise NotImplementedError("calling layers with training=True comes with the "
-                                      "[training] work")
-        a = np.asarray(x)
-        if a.dtype.kind == "f":
-            a = a.astype(self._dtype.np, copy=False)
-        g = Graph(ir_name(self.name))
-        shape = (None,) + a.shape[1:] if a.ndim else ()
-        v = g.add_input("x", TensorType(to_ir_shape(shape), to_dtype(a.dtype)))
-        with g.building():
-            out = self._call_symbolic(v, False, kwargs)
-        g.set_outputs([out])
-        return interpret(g, a)
-
-    def compute_output_shape(self, input_shape) -> tuple:
-        """The output shape for ``input_shape`` (batch dim None), found by tracing
-        ``call`` through the IR builder (which builds the layer if needed)."""
-        shape = standardize_shape(input_shape, "input_shape")
-        self._maybe_build(shape)
+    def _call_functional(self, args, kwargs, training=None):
+        """Record a call on symbolic KerasTensors (the functional API)."""
+        from .node import KerasTensor, Node
         g = Graph("trace")
-        x = g.add_input("x", TensorType(to_ir_shape(shape), self._dtype))
+        values = {}
+
+        def to_value(t):
+            if not isinstance(t, KerasTensor):
+                return t
+            if id(t) not in values:
+                values[id(t)] = g.add_input(f"x{len(values)}",
+                                            TensorType(to_ir_shape(t.shape), to_dtype(t.dtype)))
+            return values[id(t)]
+
+        sym_args = tree.map_structure(to_value, list(args))
+        sym_kwargs = tree.map_structure(to_value, dict(kwargs))
         with g.building():
-            out = self._call_symbolic(x, False, record=False)
-        return to_keras_shape(out.shape)
+            out = self._call_symbolic(sym_args, sym_kwargs, training)
+        nodes = self.__dict__.setdefault("_inbound_nodes", [])
+        index = len(nodes)
+        flat = tree.flatten(out)
+        kts = [KerasTensor(to_keras_shape(v.shape), dtype_name(v.dtype), history=(self, index, i))
+               for i, v in enumerate(flat)]
+        outputs = tree.pack_as(out, kts)
+        nodes.append(Node(self, args, kwargs, outputs, training))
+        return outputs
+
+    def _call_eager(self, args, kwargs=None, training=None):
+        """Run the layer on numpy data: a graph of this one layer, interpreted."""
+        if training:
+            raise NotImplementedError("calling layers eagerly with training=True comes with the "
+                                      "[training] work")
+        g = Graph(ir_name(self.name))
+        arrays = []
+
+        def to_value(x):
+            a = np.asarray(x)
+            if a.dtype.kind == "f":
+                a = a.astype(self._dtype.np, copy=False)
+            shape = (None,) + a.shape[1:] if a.ndim else ()
+            arrays.append(a)
+            return g.add_input(f"x{len(arrays) - 1}" if len(arrays) > 1 else "x",
+                               TensorType(to_ir_shape(shape), to_dtype(a.dtype)))
+
+        first = args[0]
+        if isinstance(first, (list, tuple, dict)) and all(
+                isinstance(a, (np.ndarray, np.generic)) for a in tree.flatten(first)):
+            sym_first = tree.map_structure(to_value, first)   # several inputs
+        else:
+            sym_first = to_value(first)   # one array (a nested list of numbers too)
+        rest = [to_value(a) if isinstance(a, np.ndarray) else a for a in args[1:]]
+        sym_kwargs = {k: to_value(v) if isinstance(v, np.ndarray) else v
+                      for k, v in (kwargs or {}).items()}
+        with g.building():
+            out = self._call_symbolic([sym_first, *rest], sym_kwargs, False)
+        flat = tree.flatten(out)
+        g.set_outputs(flat)
+        res = interpret(g, *arrays)
+        res = list(res) if len(flat) > 1 else [res]
+        return tree.pack_as(out, res)
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape`` (batch dim None; a list of shapes for
+        layers called on several tensors), found by tracing ``call`` through the IR
+        builder (which builds the layer if needed)."""
+        shapes = standardize_shapes(input_shape)
+        self._maybe_build(shapes)
+        g = Graph("trace")
+        count = [0]
+
+        def to_value(shape):
+            count[0] += 1
+            return g.add_input(f"x{count[0]}", TensorType(to_ir_shape(shape), self._dtype))
+
+        with g.building():
+            x = tree.map_structure(lambda s: to_value(s.shape), _shape_structure(shapes))
+            out = self._call_symbolic((x,), {}, False, record=False)
+        return tree.map_structure(lambda v: to_keras_shape(v.shape), out)
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -6,7 +6,9 @@ import numpy as np
 from .. import activations as _activations
 from .. import initializers as _initializers
 from .. import ops
+from .. import random as _random
 from .base import Layer
+from .input_spec import InputSpec
 
 
 class Dense(Layer):
@@ -35,6 +37,7 @@ class Dense(Layer):
         if input_dim is None:
             raise ValueError(f'Dense layer "{self.name}": the last dimension of the inputs must be '
                              f"defined, got input shape {input_shape}")
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
         self.kernel = self.add_weight(shape=(input_dim, self.units),
                                       initializer=self.kernel_initializer, name="kernel")
         if self.use_bias:
@@ -60,7 +63,8 @@ class Activation(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout. At inference (all kiln lowers today) it is the identity."""
+    """Inverted dropout: in training, zero a fraction ``rate`` and scale the rest by
+    ``1/(1-rate)``; at inference, the identity."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -71,10 +75,11 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
+        self._rng_seed = _random.draw_seed() if seed is None else int(seed) % 2**63
 
     def call(self, inputs, training=False):
-        if training and self.rate > 0:
-            raise NotImplementedError("Dropout in training mode comes with the [training] work")
+        if training and self.rate > 0:   # masks from the graph's counter-based RNG
+            return _random.dropout(inputs, self.rate, self.noise_shape, self._rng_seed)
         return inputs
 
 

@@ -3,24 +3,7 @@ from __future__ import annotations
 
 from ..shapes import dtype_name, standardize_shape
 from .base import Layer
-
-
-class KerasTensor:
-    """The symbolic tensor ``kiln.Input(...)`` returns: a shape (batch dim first),
-    a dtype and a name, produced by an ``InputLayer``."""
-
-    def __init__(self, shape, dtype, name, input_layer):
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.name = name
-        self._input_layer = input_layer
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, sparse=False, name={self.name}>"
+from .node import KerasTensor, Node
 
 
 class InputLayer(Layer):
@@ -39,13 +22,15 @@ class InputLayer(Layer):
         self.batch_shape = standardize_shape(batch_shape, "batch_shape")
         self.built = True
         self._last_output_shape = self.batch_shape
-        self.output = KerasTensor(self.batch_shape, dtype_name(self._dtype), self.name, self)
+        self.output = KerasTensor(self.batch_shape, dtype_name(self._dtype), self.name,
+                                  history=(self, 0, 0))
+        self._inbound_nodes = [Node(self, outputs=self.output)]
 
     @property
     def shape(self) -> tuple:
         return self.batch_shape
 
-    def call(self, inputs, training=False):
+    def call(self, inputs):
         return inputs
 
 
