@@ -14,16 +14,18 @@ from .shapes import to_ir_shape
 
 
 def lower(model, training: bool = False) -> Graph:
-    """Lower a built model (e.g. ``kiln.Sequential``) to an inference graph."""
-    if training:
-        raise NotImplementedError("training graphs come with the [training] work: "
-                                  "kiln.lower(model, training=True) is not available yet "
-                                  "(lower with training=False for inference)")
+    """Lower a built model (e.g. ``kiln.Sequential``) to an inference graph, or with
+    ``training=True`` to its training-mode forward graph: layers trace their training
+    branch (Dropout draws masks from the graph's counter-based RNG, ``%rng.counter``,
+    which the graph advances by one per run; BatchNormalization normalizes with batch
+    statistics and updates its moving statistics with ``kiln.ops.assign``), so the
+    graph has state updates. The loss, backward pass and optimizer update are added
+    on top of it by kiln/runtime/training.py."""
     specs = model._input_specs()
     g = Graph(name=ir_name(model.name))
     inputs = [g.add_input(ir_name(name), TensorType(to_ir_shape(shape), dtype))
               for name, shape, dtype in specs]
     with g.building():
-        outputs = model._trace(inputs, training=False)
+        outputs = model._trace(inputs, training=bool(training))
     g.set_outputs(outputs)
     return g

@@ -135,18 +135,34 @@ def fusion(g: Graph) -> Graph:
         env[v] = new_g.add_param(pname, g.param_values.get(pname), type=v.type)
     for n in g.nodes:
         grp = groups.get(n)
-        if grp is not None and len(grp.nodes) >= 2:
+        if grp is not None and len(grp.nodes) >= 2 and _reads_outside(grp):
             if n is grp.root:  # members come before their root; all their users are inside
                 members = sorted(grp.nodes, key=order.get)
                 env[n.outputs[0]] = _fusion_node(new_g, members, n, env)
             continue
-        nn = new_g.make_node(n.op, [env[v] for v in n.inputs], n.attrs, n.regions)
+        # a region that runs as a graph of its own (a scan's body) is fused the same way
+        regions = n.regions if n.op.family == "fusion" else tuple(fusion(r) for r in n.regions)
+        nn = new_g.make_node(n.op, [env[v] for v in n.inputs], n.attrs, regions)
         new_g.nodes.append(nn)
         for o, no in zip(n.outputs, nn.outputs):
             env[o] = no
     new_g.outputs = [env[v] for v in g.outputs]
     new_g.updates = [(env[p], env[v]) for p, v in g.updates]
     return new_g
+
+
+def _reads_outside(grp: _Group) -> bool:
+    """Whether a group reads a value made outside it, and those values bind every
+    symbol of the group's types. One that does not (a constant broadcast to
+    ``[N, ...]``, alone or feeding a reduction) stays unfused: its region, isolated
+    from above, would have no input to bind the symbols of its shapes."""
+    inside = {o for m in grp.nodes for o in m.outputs}
+    outside = [v for m in grp.nodes for v in m.inputs if v not in inside]
+    if not outside:
+        return False
+    bound = {s for v in outside for s in v.type.symbols}
+    used = {s for m in grp.nodes for o in m.outputs for s in o.type.symbols}
+    return used <= bound
 
 
 def _fusion_node(new_g: Graph, members: list, root: Node, env: dict):

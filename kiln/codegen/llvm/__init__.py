@@ -6,3 +6,6 @@ __all__ = ["LoweredModule", "lower_graph", "Compiled", "host_target_machine", "j
 from . import fused  # noqa: E402,F401  (registers the fusion kernel family)
 from . import kernels_data, kernels_nn  # noqa: E402,F401  (register their kernel families)
 from . import kernels_gemm  # noqa: E402,F401
+from . import kernels_scan  # noqa: E402,F401  (the scan kernel)
+from . import kernels_grad  # noqa: E402,F401  (kernels of the ops backward passes need)
+from . import kernels_random  # noqa: E402,F401  (random_uniform)
