@@ -6,6 +6,8 @@ built for the same target run identical code.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from dataclasses import dataclass
 
@@ -37,7 +39,7 @@ def host() -> CPUTarget:
 
 NAMED = {
     "generic": CPUTarget("generic", "x86-64", "", 128),
-    "x86-64-v3": CPUTarget("x86-64-v3", "x86-64-v3", "", 256),
+    "x86-64-v3": CPUTarget("x86-64-v3", "x86-64-v3", "+avx2,+fma", 256),
 }
 
 
@@ -51,3 +53,23 @@ def get(name: str | CPUTarget | None) -> CPUTarget:
     except KeyError:
         raise ValueError(f"unknown target cpu {name!r}; expected host, "
                          f"{', '.join(NAMED)}") from None
+
+
+_CURRENT: contextvars.ContextVar = contextvars.ContextVar("kiln_cpu_target", default=None)
+
+
+def current() -> CPUTarget:
+    """The target being compiled for: the host, unless inside ``using(...)`` (export)."""
+    t = _CURRENT.get()
+    return host() if t is None else t
+
+
+@contextlib.contextmanager
+def using(name: str | CPUTarget | None):
+    """Compile for ``name`` inside this block: the passes and kernels that depend on the
+    CPU (panel widths, vector widths, FMA) read ``current()``."""
+    token = _CURRENT.set(get(name))
+    try:
+        yield current()
+    finally:
+        _CURRENT.reset(token)
