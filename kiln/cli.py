@@ -1,6 +1,9 @@
 """The ``kiln`` command line.
 
     kiln dump SPEC [--after PASS|all] [--llvm] [--llvm-opt] [--asm] [--passes P,...]
+    kiln export SPEC -o OUTDIR [--name NAME] [--target-cpu host|generic|x86-64-v3|...]
+                [--weights embedded|file] [--static]
+    kiln serve MODEL [--port 8501] [--max-batch B --batch-timeout-ms T] ...  (kiln.serving)
 
 SPEC is ``path/to/file.py:NAME`` (NAME a model or graph, or a function returning
 one) or a ``.kir`` file holding the IR text form (as ``kiln dump`` and dump
@@ -85,6 +88,19 @@ def cmd_dump(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .runtime.export import export
+
+    obj = load_spec(args.spec)
+    e = export(obj, args.output, name=args.name, target_cpu=args.target_cpu,
+               weights=args.weights, static=args.static)
+    print(f"kiln: exported {e.name} ({e.abi.target_cpu}, weights {e.abi.weights_bytes} bytes "
+          f"{'embedded' if e.abi.embedded else 'in a file'}) in {e.timings['total']:.1f} s:")
+    for f in e.files:
+        print(f"  {f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kiln", description="kiln: a compiler for Keras-style models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -99,12 +115,29 @@ def main(argv=None) -> int:
     d.add_argument("--llvm-opt", action="store_true", help="print the LLVM IR after optimization")
     d.add_argument("--asm", action="store_true", help="print the generated assembly")
     d.set_defaults(fn=cmd_dump)
+    from .runtime.export import TARGET_CPUS, WEIGHTS_MODES
+    x = sub.add_parser("export", help="write the model as a shared library with a C API "
+                                      "(libNAME.so, NAME.h, main.c)")
+    x.add_argument("spec", help="path/to/file.py:NAME or a .kir IR file (as for dump)")
+    x.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+    x.add_argument("--name", help="C symbol prefix and file name (default: the graph's name)")
+    x.add_argument("--target-cpu", default="host", choices=TARGET_CPUS,
+                   help="host: fastest here (the JIT's code); generic: any x86-64 (no AVX)")
+    x.add_argument("--weights", default="embedded", choices=WEIGHTS_MODES,
+                   help="embed the weights in the library, or write NAME.weights next to it")
+    x.add_argument("--static", action="store_true", help="also write the static archive libNAME.a")
+    x.set_defaults(fn=cmd_export)
+    from .serving.command import add_parser as add_serve_parser
+    add_serve_parser(sub)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
     except CLIError as e:
         print(f"kiln: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:   # ExportError: the C compiler or linker failed
+        print(f"kiln: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as e:
         print(f"kiln: error: {e}", file=sys.stderr)
         return 1
