@@ -3,6 +3,9 @@ from ._version import __version__
 from . import ir
 from .ir import interpret
 from .runtime import Executable, compile
+from .runtime.export import export  # ahead of time: libNAME.so + NAME.h + main.c
 from . import activations, initializers, layers, models, ops, utils  # frontend
+from . import callbacks, datasets, losses, metrics, optimizers  # training ([training])
 from .frontend import Input, Sequential, lower  # frontend
+from .frontend import Model  # frontend: Functional (Model(inputs, outputs)) and subclassed models
 

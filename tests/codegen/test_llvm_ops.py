@@ -142,7 +142,11 @@ def test_special_values_follow_numpy():
 
 def test_every_op_has_a_codegen_case():
     from .test_gemm import COVERED as GEMM
+    from .test_llvm_ops_grad import COVERED as GRAD
     from .test_llvm_ops_layers import CASES as LAYER_CASES
     covered = ({p.values[0] for p in CASES} | {p.values[0] for p in LAYER_CASES}
-               | {"constant", "fusion"} | GEMM)  # fusion: tests/passes/test_fusion.py
+               | {"constant", "fusion", "scan"} | GEMM | GRAD  # fusion: tests/passes/test_fusion.py,
+               | {"random_uniform"})
+    # scan: tests/codegen/test_scan.py; random_uniform: tests/training/test_random.py
+    # (kernel == reference, bit for bit)
     assert covered == set(OPS), f"ops without a codegen test: {set(OPS) - covered}"
