@@ -22,7 +22,7 @@ _PASSES: dict[str, PassFn] = {}
 
 #: Named pipelines: lists of registered pass names, run in order.
 PIPELINES: dict[str, list[str]] = {
-    "inference": ["simplify", "layout", "constfold", "dce", "fusion", "memory"],
+    "inference": ["simplify", "constfold", "layout", "constfold", "dce", "fusion", "memory"],
     # a training step (kiln/runtime/training.py): the graph already holds forward, loss,
     # backward and optimizer update; the params it updates are variables to every pass,
     # so constfold/layout only touch the weights it does not train (frozen layers)

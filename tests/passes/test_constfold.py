@@ -9,7 +9,7 @@ from kiln.passes import PassManager, get_pass
 from .util import ir, parse_with
 
 constfold = get_pass("constfold")
-inference = PassManager("inference")
+inference = PassManager(["constfold", "dce"])   # folding, then removing what it orphaned
 
 
 def test_constants_fold_to_a_constant_and_chains_fold_in_one_sweep():
