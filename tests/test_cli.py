@@ -125,3 +125,13 @@ def test_dump_keras_style_model_file(tmp_path, capsys):
                      r"-> f32\[N,10\] \{", out)
     assert re.search(r"matmul\(%input_layer(_\d+)?, %dense(_\d+)?.kernel\)", out)
     assert "softmax(" in out and "kiln_main:" in out
+
+
+def test_print_after_all_and_time_passes(spec, capsys):
+    code, out, err = run(capsys, "dump", spec + ":graph", "--print-after-all", "--time-passes")
+    assert code == 0
+    assert [l for l in out.splitlines() if l.startswith("# after ")] == \
+        [f"# after {s}" for s in ["lower", *pipeline("inference")]]
+    for name in pipeline("inference"):
+        assert name in err
+    assert "ms" in err

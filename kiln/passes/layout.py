@@ -8,7 +8,9 @@ with SSE). ``pack_panels`` of a known matrix is folded by ``constfold``, which r
 after this pass, so the packing happens once at compile time -- never per call.
 A ``conv2d`` (groups=1) with a known kernel [kh,kw,C,O] becomes ``conv2d_packed``: the
 kernel reshaped to [kh*kw*C, O] and packed the same way, run as an implicit GEMM.
-Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
+A ``scan`` whose body only multiplies by a known loop-invariant weight (an RNN's
+recurrent kernel) gets that weight packed once, outside the loop, and its body's
+matmul becomes ``matmul_packed``. Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
 run after this pass, so the pass memoizes per weight itself).
 """
 from __future__ import annotations
@@ -41,6 +43,8 @@ def layout(g: Graph) -> Graph:
             return nn.outputs
         if n.op.name == "conv2d":
             return _conv(new_g, n, ins)
+        if n.op.name == "scan":
+            return _scan(new_g, n, ins)
         if n.op.name != "matmul":
             return None
         a, w = ins
@@ -63,4 +67,50 @@ def layout(g: Graph) -> Graph:
         return (new_g.op("conv2d_packed", x, packed[w], kernel=(kh, kw), n=o, strides=a["strides"],
                          dilations=a["dilations"], pads=a["pads"]),)
 
+    def _scan(new_g, n, ins):
+        """A known loop-invariant weight that the body only multiplies by (as a matmul's
+        right operand) is packed once, outside the loop; the body gets the panels."""
+        a = n.attrs
+        first_inv = a["num_carries"] + a["num_sequences"]
+        (body,) = n.regions
+        users = body.users()
+        targets = []
+        for j in range(first_inv, len(ins)):
+            w, arg = ins[j], body.inputs[j]
+            uses = users.get(arg, [])
+            if (is_known(w) and w.type.rank == 2 and w.type.is_static and w.dtype is DType.f32
+                    and uses and all(u.op.name == "matmul" and u.inputs[1] is arg
+                                     and u.inputs[0] is not arg for u in uses)):
+                targets.append(j)
+        if not targets:
+            return None
+        new_ins = list(ins)
+        for j in targets:
+            if ins[j] not in packed:
+                packed[ins[j]] = new_g.op("pack_panels", ins[j], nr=nr)
+            new_ins[j] = packed[ins[j]]
+        new_body = _pack_body(body, {body.inputs[j]: new_ins[j].type for j in targets})
+        nn = new_g.make_node(n.op, new_ins, n.attrs, (new_body,))
+        new_g.nodes.append(nn)
+        return nn.outputs
+
     return g.rebuild(rewrite)
+
+
+def _pack_body(body: Graph, packed_types: dict) -> Graph:
+    """``body`` with the given inputs retyped to panels and their matmuls packed."""
+    out = Graph(body.name)
+    env = {}
+    for v in body.inputs:
+        env[v] = out.add_input(v.name, packed_types.get(v, v.type))
+    for n in body.nodes:
+        ins = [env[v] for v in n.inputs]
+        if n.op.name == "matmul" and n.inputs[1] in packed_types:
+            nn = out.make_node("matmul_packed", ins, {"n": n.inputs[1].type.shape[1]})
+        else:
+            nn = out.make_node(n.op, ins, n.attrs, n.regions)
+        out.nodes.append(nn)
+        for o, no in zip(n.outputs, nn.outputs):
+            env[o] = no
+    out.set_outputs([env[v] for v in body.outputs])
+    return out

@@ -131,3 +131,14 @@ def test_grouped_conv_is_left_to_the_direct_kernel():
     assert "conv2d_packed" not in exe.ir
     xx = rng.standard_normal((2, 5, 5, 4)).astype(np.float32)
     np.testing.assert_allclose(exe(xx), kiln.interpret(g, xx), rtol=1e-5, atol=1e-5)
+
+
+def test_layout_packs_a_scans_loop_invariant_weight_once():
+    from kiln.frontend import layers as L
+    kiln.utils.set_random_seed(0)
+    m = kiln.Sequential([kiln.Input(shape=(7, 5)), L.LSTM(9, return_sequences=True)])
+    exe = kiln.compile(m)
+    (scan,) = [n for n in exe.graph.nodes if n.op.name == "scan"]
+    assert "matmul_packed(%c0" in str(exe.graph) or "matmul_packed(%p" in str(exe.graph).split("scan(")[1]
+    x = rng.standard_normal((3, 7, 5)).astype(np.float32)
+    np.testing.assert_allclose(exe(x), kiln.interpret(kiln.lower(m), x), rtol=1e-5, atol=1e-6)
