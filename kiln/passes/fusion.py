@@ -46,6 +46,8 @@ RULES = (
     Rule(EW, "reduce", "rest", "reduce", "elementwise prologue computed inside the reduction"),
     Rule(frozenset({Kind.OUT_FUSABLE}), "loop", "rest", "epilogue",
          "a matmul/conv/pooling becomes the master of an elementwise group over its result"),
+    Rule(frozenset({"slice"}), "loop", "rest", "loop",
+         "a slice of a buffer is read in place, as a strided view (no copy)"),
     Rule(frozenset({"scalar_constant"}), "loop", "rest", "loop", "scalar constants become immediates"),
     Rule(frozenset({"scalar_constant"}), "epilogue", "rest", "epilogue", "scalar constants become immediates"),
     Rule(frozenset({"scalar_constant"}), "reduce", "rest", "reduce", "scalar constants become immediates"),
@@ -55,6 +57,8 @@ RULES = (
 def _producer_kind(n: Node):
     if n.op.family == "constant":
         return "scalar_constant" if n.attrs["value"].size == 1 else None
+    if n.op.family == "slice":
+        return "slice"
     return n.op.kind
 
 
@@ -69,20 +73,23 @@ def _initial_kind(n: Node) -> str | None:
 
 
 class _Group:
-    __slots__ = ("kind", "nodes", "master", "root")
+    __slots__ = ("kind", "nodes", "master", "root", "views")
 
     def __init__(self, n: Node, kind: str):
         self.kind, self.nodes, self.root = kind, {n}, n
+        self.views = False   # holds slices read in place: stays a loop group
         self.master = n if kind in ("epilogue", "reduce") else None
 
 
 def _rule(p: Node, g: _Group, consumer: Node):
     pk = _producer_kind(p)
-    if pk is None:
+    if pk is None or consumer.op.family == "slice":   # a slice reads memory: its operand stays a buffer
         return None
     feeds = "master" if consumer is g.master else "rest"
     for r in RULES:
         if pk in r.producer and r.group == g.kind and r.feeds == feeds:
+            if g.views and r.result != "loop":
+                return None
             if r.result == "epilogue" and g.kind == "loop":
                 # the matmul's result must span the whole group result (the epilogue runs on C)
                 if p.outputs[0].type != g.root.outputs[0].type:
@@ -116,6 +123,7 @@ def plan_groups(g: Graph) -> dict:
             if rule is None:
                 continue
             grp.nodes.add(p)
+            grp.views = grp.views or p.op.family == "slice"
             if rule.result == "epilogue" and grp.kind == "loop":
                 grp.master = p
             grp.kind = rule.result

@@ -213,3 +213,25 @@ def test_conv_and_pool_masters_take_an_epilogue(master):
     assert exe.ir.count("= fusion(") == 1 and f"= {master}(" in exe.ir
     xx = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
     np.testing.assert_allclose(exe(xx), kiln.interpret(g, xx), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("axes,begin,end,steps", [
+    ([2], [0], [4], [1]), ([2], [4], [8], [1]), ([2], [7], [-9], [-1]), ([2], [1], [8], [3]),
+    ([1, 2], [1, 2], [3, 6], [1, 2]),
+])
+def test_slices_are_read_in_place_inside_loop_groups(axes, begin, end, steps):
+    rng = np.random.default_rng(5)
+    g = Graph("s")
+    x = g.add_input("x", TensorType(("N", 3, 8)))
+    h = g.op("exp", x)                            # read by two slices: stays a buffer
+    a = g.op("slice", h, axes=axes, begin=begin, end=end, steps=steps)
+    b = g.op("slice", h, axes=[2], begin=[0], end=[8], steps=[2])
+    g.set_outputs([g.op("tanh", g.op("sigmoid", a)), g.op("neg", b)])
+    fused = PassManager(["fusion"]).run(g)
+    in_groups = [m.op.name for n in fused.nodes for r in n.regions for m in r.nodes]
+    assert in_groups.count("slice") == 2 and not any(n.op.name == "slice" for n in fused.nodes)
+    exe = kiln.compile(g, passes=["fusion"])
+    for n in (1, 4):
+        xx = rng.standard_normal((n, 3, 8)).astype(np.float32)
+        for got, want in zip(exe(xx), kiln.interpret(g, xx)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,7 @@ relative to the final shape are enough). Three shapes of group:
 from __future__ import annotations
 
 from ...ir.opdef import Kind
+from ...ir.types import Affine
 from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, strided_nest
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
@@ -33,8 +34,8 @@ def _is_inline_constant(n) -> bool:
 def split_body(body):
     """(master node or None, the other nodes); raises if the body is not a group
     this backend can emit as one kernel."""
-    masters = [n for n in body.nodes
-               if n.op.kind not in ELEMENTWISE_KINDS and not _is_inline_constant(n)]
+    masters = [n for n in body.nodes if n.op.kind not in ELEMENTWISE_KINDS
+               and not _is_inline_constant(n) and n.op.family != "slice"]   # slices are views
     if len(masters) > 1:
         raise NotImplementedError(f"a fusion group with several non-elementwise ops "
                                   f"({', '.join(n.op.name for n in masters)})")
@@ -91,12 +92,18 @@ def emit_fusion(module, name, node, symbols):
     out_t = root.type
 
     if master is None:                                   # loop fusion
-        leaves = list(body.inputs)
-        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
-                                  *[broadcast_strides(v.type, out_t.shape) for v in leaves])
+        # leaves: region inputs (broadcast over the result) and slices of them (strided views)
+        leaves = [(v, args[v], [], broadcast_strides(v.type, out_t.shape)) for v in body.inputs]
+        for n in body.nodes:
+            if n.op.family == "slice":
+                off, own = slice_view(n)
+                leaves.append((n.outputs[0], args[n.inputs[0]], off,
+                               broadcast_view(n.outputs[0].type.shape, own, out_t.shape)))
+        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *[l[3] for l in leaves])
 
         def point(offs):
-            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
+            lv = {v: _leaf_loader(kc, p, v.type.dtype, _plus(kc, o, off))
+                  for (v, p, off, _), o in zip(leaves, offs[1:])}
             kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
 
         strided_nest(kc, shape, strides, point)
@@ -179,6 +186,40 @@ def emit_fusion(module, name, node, symbols):
     else:
         raise NotImplementedError(f"no fused kernel for a group around {master.op.name}")
     return kc.finish()
+
+
+def slice_view(n):
+    """(element offset as a list of monomials, strides over the slice's result) of
+    ``slice`` node ``n`` read in place from its operand (a region input)."""
+    from ...ir.ops.data import slice_ranges
+    x_t = n.inputs[0].type
+    a = n.attrs
+    ranges = slice_ranges(x_t, a["axes"], a["begin"], a["end"], a["steps"])
+    own = contiguous_strides(x_t.shape)
+    terms = []                      # the offset: a sum of monomials (strides may hold symbols)
+    strides = list(own)
+    for ax, r in ranges.items():
+        if len(r) and r.start:
+            terms.append(own[ax] * r.start)
+        strides[ax] = own[ax] * r.step
+    return terms, strides
+
+
+def _plus(kc, o, terms):
+    for t in terms:
+        o = kc.b.add(o, kc.affine(t))
+    return o
+
+
+def broadcast_view(shape, strides, out_shape):
+    """Strides of a view of ``shape`` (with ``strides``) over ``out_shape``, numpy
+    broadcasting: 0 along broadcast dimensions."""
+    pad = len(out_shape) - len(shape)
+    out = []
+    for k in range(len(out_shape)):
+        j = k - pad
+        out.append(Affine(0) if j < 0 or (shape[j] == 1 and out_shape[k] != 1) else strides[j])
+    return out
 
 
 def _row_offsets(kc, r, shape, strides_list):
