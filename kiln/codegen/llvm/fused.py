@@ -107,53 +107,16 @@ def emit_fusion(module, name, node, symbols):
             kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
 
         strided_nest(kc, shape, strides, point)
-    elif master.op.family == "matmul":                   # matmul + epilogue per row
-        c = master.outputs[0]
+    elif master.op.family == "matmul":                   # matmul + epilogue per row of C
         a_ptr, b_ptr = (args[v] for v in master.inputs)
-        leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
-        leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
-        P = out_t.shape[-1]
-        b = kc.b
-
-        def row(crow, i, batch_offs):
-            Pv = kc.dim(P)
-            bases = [b.add(o, b.mul(i, kc.affine(s[-2]))) for o, s in zip(batch_offs, leaf_strides)]
-            with kc.loop(Pv, name="e") as j:
-                ci = b.add(crow, j)
-                lv = {v: _leaf_loader(kc, args[v], v.type.dtype,
-                                      b.add(base, b.mul(j, kc.affine(s[-1]))))
-                      for v, base, s in zip(leaves, bases, leaf_strides)}
-                lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, ci)
-                kc.store(dag.at(root, lv), out_ptr, ci, out_t.dtype)
-
-        matmul_into(kc, master, out_ptr, a_ptr, b_ptr, leaf_strides,
-                    None if root is c else row)
+        row = _row_epilogue(kc, module, body, master, root, out_ptr, args)
+        matmul_into(kc, master, out_ptr, a_ptr, b_ptr, row)
     elif master.op.family in ("matmul_packed", "conv2d_packed"):   # GEMM tiles + epilogue
-        c = master.outputs[0]
-        leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
-        leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
-        n = out_t.shape[-1]
-
         def emit(tc, begin, end):   # panels [begin, end), in a (possibly threaded) task
-            t_out, t_args = tc.args[0], dict(zip(body.inputs, tc.args[1:]))
-            t_dag = Dag(tc, module, body)
-            b = tc.b
-
-            def tile_row(r, j0, width):
-                bases = _row_offsets(tc, r, out_t.shape, leaf_strides)
-                crow = b.mul(r, I64(n))
-                with tc.loop(I64(width), name="e") as jj:
-                    j = b.add(j0, jj)
-                    ci = b.add(crow, j)
-                    lv = {v: _leaf_loader(tc, t_args[v], v.type.dtype,
-                                          b.add(base, b.mul(j, tc.affine(s[-1]))))
-                          for v, base, s in zip(leaves, bases, leaf_strides)}
-                    lv[c] = _leaf_loader(tc, t_out, out_t.dtype, ci)
-                    tc.store(t_dag.at(root, lv), t_out, ci, out_t.dtype)
-
+            t_args = dict(zip(body.inputs, tc.args[1:]))
+            row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
             a, bp = (t_args[v] for v in master.inputs)
-            gemm_packed_into(tc, master, t_out, a, bp, None if root is c else tile_row,
-                             panel_range=(begin, end))
+            gemm_packed_into(tc, master, tc.args[0], a, bp, row, panel_range=(begin, end))
 
         gemm_packed_parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
@@ -220,6 +183,34 @@ def broadcast_view(shape, strides, out_shape):
         j = k - pad
         out.append(Affine(0) if j < 0 or (shape[j] == 1 and out_shape[k] != 1) else strides[j])
     return out
+
+
+def _row_epilogue(kc, module, body, master, root, out_ptr, args):
+    """The epilogue of a GEMM-like master as ``fn(row, j0, width)``: rewrite columns
+    [j0, j0+width) of flat row ``row`` of the output in place (C is read back while in
+    cache). None when the group is the master alone."""
+    c = master.outputs[0]
+    if root is c:
+        return None
+    out_t = root.type
+    leaves = [v for v in body.inputs if v not in master.inputs or _used_outside(body, v, master)]
+    leaf_strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
+    n = kc.dim(out_t.shape[-1])
+    dag = Dag(kc, module, body)
+    b = kc.b
+
+    def row(r, j0, width):
+        bases = _row_offsets(kc, r, out_t.shape, leaf_strides)
+        crow = b.mul(r, n)
+        with kc.loop(width, name="e") as jj:
+            j = b.add(j0, jj)
+            ci = b.add(crow, j)
+            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, b.add(base, b.mul(j, kc.affine(s[-1]))))
+                  for v, base, s in zip(leaves, bases, leaf_strides)}
+            lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, ci)
+            kc.store(dag.at(root, lv), out_ptr, ci, out_t.dtype)
+
+    return row
 
 
 def _row_offsets(kc, r, shape, strides_list):

@@ -12,7 +12,7 @@ import llvmlite.ir as ll
 
 from ...ir.opdef import normalize_axis
 from ...ir.types import Affine
-from .emit import (LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
+from .emit import (I64, LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
                    ptr, strided_nest)
 from . import vmath
 from .scalar import SCALAR
@@ -179,14 +179,13 @@ def emit_matmul(module, name, node, symbols):
     return kc.finish()
 
 
-def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, extra_strides=(), row_epilogue=None):
+def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, row_epilogue=None):
     """C[b] = A[b] @ B[b] for every (broadcast) batch index b: zero a row of C, then
     for each k add A[i,k] * B[k,:] to it; the innermost loop runs along contiguous
     rows of B and C so it vectorizes. (Blocked microkernels: [cpu-speed].)
 
-    ``extra_strides``: stride vectors over C's shape of operands an epilogue reads;
-    ``row_epilogue(c_row_offset, i, extra_batch_offsets)`` runs after each row of C
-    is complete, while the row is in cache (fused bias, activation, residual add)."""
+    ``row_epilogue(row, j0, width)`` runs after each row of C is complete (``row``: the
+    flat row index of C), while the row is in cache (fused bias, activation, residual)."""
     b = kc.b
     a_t, b_t = node.inputs[0].type, node.inputs[1].type
     c_t = node.outputs[0].type
@@ -217,6 +216,6 @@ def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, extra_strides=(), row_epilogue=No
                     prod = b.fmul(aik, kc.load(b_ptr, b.add(brow, j), dt), flags=flags)
                     kc.store(b.fadd(kc.load(c_ptr, ci, dt), prod, flags=flags), c_ptr, ci, dt)
             if row_epilogue is not None:
-                row_epilogue(crow, i, offs[3:])
+                row_epilogue(b.sdiv(crow, Pv), I64(0), Pv)
 
-    strided_nest(kc, batch, [c_bs, a_bs, b_bs, *[s[:-2] for s in extra_strides]], body)
+    strided_nest(kc, batch, [c_bs, a_bs, b_bs], body)

@@ -171,7 +171,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                                  b.add(crow, j), dt)
             if tile_epilogue is not None:
                 for r in range(R):
-                    tile_epilogue(b.add(i, I64(r)), j0, width)
+                    tile_epilogue(b.add(i, I64(r)), j0, I64(width))
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
