@@ -160,21 +160,29 @@ class _Parser:
         if tok.text in env:
             raise self.error(f"value {tok.text} is defined twice", tok)
 
+    def inputs(self, g: Graph, env: dict):
+        """``(%a: T, %b: T, ...)``: the inputs of a graph or a region."""
+        self.expect("(")
+        if self.accept(")"):
+            return
+        while True:
+            vt = self.expect(kind="value")
+            self.define(env, vt)
+            self.expect(":")
+            try:
+                env[vt.text] = g.add_input(vt.text[1:], self.type())
+            except ValueError as e:
+                raise self.error(str(e), vt) from None
+            if self.accept(")"):
+                return
+            self.expect(",")
+
     def graph(self) -> Graph:
         self.expect("graph")
         name = self.expect(kind="global").text[1:]
         g = Graph(name)
         env: dict = {}
-        self.expect("(")
-        if not self.accept(")"):
-            while True:
-                vt = self.expect(kind="value")
-                self.define(env, vt)
-                self.expect(":")
-                env[vt.text] = g.add_input(vt.text[1:], self.type())
-                if self.accept(")"):
-                    break
-                self.expect(",")
+        self.inputs(g, env)
         self.expect(kind="arrow")
         ret_types = []
         if self.accept("("):
@@ -320,19 +328,7 @@ class _Parser:
         self.expect("^")
         r = Graph("region")
         env: dict = {}
-        self.expect("(")
-        if not self.accept(")"):
-            while True:
-                vt = self.expect(kind="value")
-                self.define(env, vt)
-                self.expect(":")
-                try:
-                    env[vt.text] = r.add_input(vt.text[1:], self.type())
-                except ValueError as e:
-                    raise self.error(str(e), vt) from None
-                if self.accept(")"):
-                    break
-                self.expect(",")
+        self.inputs(r, env)
         self.expect(":")
         while self.peek().kind == "value":
             self.node(r, env)
