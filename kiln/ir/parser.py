@@ -169,8 +169,9 @@ class _Parser:
             vt = self.expect(kind="value")
             self.define(env, vt)
             self.expect(":")
+            t = self.type()
             try:
-                env[vt.text] = g.add_input(vt.text[1:], self.type())
+                env[vt.text] = g.add_input(vt.text[1:], t)
             except ValueError as e:
                 raise self.error(str(e), vt) from None
             if self.accept(")"):
