@@ -34,6 +34,8 @@ def register_loader(pattern: str, loader, first: bool = False):
 
 register_loader("model.py", lambda p: load_spec(f"{p}:model"))
 register_loader("*.kir", lambda p: load_spec(str(p)))
+for _pattern in ("*.keras", "*.h5", "*.hdf5"):   # Keras model files (kiln/saving)
+    register_loader(_pattern, lambda p: load_spec(str(p)))
 
 
 def _loader_for(path: Path):

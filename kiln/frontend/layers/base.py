@@ -65,6 +65,30 @@ def _wrap_build(fn):
     return build
 
 
+def _wrap_init(fn):
+    """Record the arguments of the outermost ``__init__`` call (``_init_args``): what
+    ``get_config`` falls back to for arguments a layer does not keep as attributes."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def __init__(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:
+            try:
+                params = dict(sig.bind(self, *args, **kwargs).arguments)
+                params.pop(next(iter(params)))          # self
+                for k, p in sig.parameters.items():
+                    if p.kind is p.VAR_KEYWORD:
+                        params.update(params.pop(k, {}))
+                    elif p.kind is p.VAR_POSITIONAL:
+                        params.pop(k, None)
+                self.__dict__["_init_args"] = params
+            except TypeError:
+                pass
+        fn(self, *args, **kwargs)
+    __init__._kiln_init_wrapper = True
+    return __init__
+
+
 def _is_shape(x) -> bool:
     return isinstance(x, (tuple, list)) and all(
         d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in x)
@@ -118,6 +142,9 @@ class Layer:
         fn = cls.__dict__.get("build")
         if fn is not None and not getattr(fn, "_kiln_build_wrapper", False):
             cls.build = _wrap_build(fn)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_kiln_init_wrapper", False):
+            cls.__init__ = _wrap_init(init)
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
         self.__dict__.setdefault("_layers", [])
@@ -145,6 +172,17 @@ class Layer:
         self._last_output_shape = None
         self._inbound_nodes: list = []
         self.input_spec = None
+
+    def get_config(self) -> dict:
+        """The layer's constructor arguments in Keras' config schema (kiln/saving)."""
+        from ...saving.serialization import layer_config
+        return layer_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        """A new layer from ``get_config()`` output (Keras or kiln written)."""
+        from ...saving.serialization import layer_from_config
+        return layer_from_config(cls, config)
 
     # -- attribute tracking of nested layers -------------------------------------------
     def __setattr__(self, name, value):
@@ -291,6 +329,7 @@ class Layer:
             self.build(**shapes)
             self.built = True
             self._build_input_shape = shapes.get(names[0])
+            self._build_shapes_dict = shapes
         else:
             self._maybe_build(tree.map_structure(_shape_of, args[0]))
 

@@ -183,10 +183,6 @@ class _RNN(Layer):
             out = _flip_time(ys, self) if self.go_backwards else ys
         return [out, *states] if self.return_state else out
 
-    def get_config(self) -> dict:
-        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype,
-                **self._config}
-
 
 def _flip_time(ys, layer):
     if isinstance(ys.shape[1], str):
@@ -310,7 +306,7 @@ class Bidirectional(Layer):
             raise ValueError(f"Invalid merge mode. Received: {merge_mode}. Merge mode should be "
                              f'one of {{"sum", "mul", "ave", "concat", None}}')
         super().__init__(**kwargs)
-        cfg = layer.get_config()
+        cfg = {"trainable": layer.trainable, "dtype": layer.dtype, **layer._config}
         self.forward_layer = type(layer)(**{**cfg, "name": "forward_" + layer.name})
         if backward_layer is None:
             backward_layer = type(layer)(**{**cfg, "go_backwards": True,
@@ -368,6 +364,3 @@ class Bidirectional(Layer):
         if not self.return_state:
             return out
         return (out if mode is None else [out]) + list(fs) + list(bs)
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "merge_mode": self.merge_mode}

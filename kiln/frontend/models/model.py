@@ -72,6 +72,28 @@ class Model(TrainingMixin, Layer):   # compile/fit/evaluate: models/training.py
         self._sub_inputs = None     # subclassed models: input structure (placeholder leaves)
         self._sub_outputs = None    # subclassed models: output structure (placeholder leaves)
 
+    # -- saving (kiln/saving) -----------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Save to ``.keras`` (Keras 3) or legacy ``.h5``, atomically."""
+        from ...saving import save_model
+        save_model(self, filepath, overwrite=overwrite, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True):
+        from ...saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+        from ...saving import load_weights
+        load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
+
+    def to_json(self, **kwargs) -> str:
+        from ...saving import to_json
+        return to_json(self, **kwargs)
+
+    def to_yaml(self, **kwargs) -> str:
+        from ...saving import to_yaml
+        return to_yaml(self, **kwargs)
+
     # -- structure ----------------------------------------------------------------------
     @property
     def layers(self) -> list:
@@ -265,6 +287,9 @@ class Model(TrainingMixin, Layer):   # compile/fit/evaluate: models/training.py
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}")
+        from .batches import _is_batch_iterable, _predict_inputs
+        if _is_batch_iterable(x):       # a Dataset / generator of x or (x, y[, sw]) batches
+            return self._predict_batches(_predict_inputs(x, steps))
         arrays = self._prepare_inputs(x)
         if any(a.ndim == 0 or a.shape[0] == 0 for a in arrays):
             bad = next(a for a in arrays if a.ndim == 0 or a.shape[0] == 0)
@@ -283,6 +308,18 @@ class Model(TrainingMixin, Layer):   # compile/fit/evaluate: models/training.py
         outs = [b[0] if len(batches) == 1 else np.concatenate(b, axis=0)
                 for b in zip(*batches)]
         return self._pack_outputs(outs)
+
+    def _predict_batches(self, inputs):
+        exe, batches = None, []
+        for bx in inputs:
+            arrays = self._prepare_inputs(bx)       # builds a lazily-built model first
+            if exe is None:
+                exe = self._executable()
+            out = exe(*arrays)
+            batches.append([np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))])
+        if not batches:
+            raise ValueError("predict: the iterable of batches yielded nothing")
+        return self._pack_outputs([np.concatenate(b, axis=0) for b in zip(*batches)])
 
     def predict_on_batch(self, x):
         return self(x)
