@@ -69,6 +69,18 @@ def _is_batch_iterable(x) -> bool:
     return hasattr(x, "__iter__") and not hasattr(x, "__array__")
 
 
+def _predict_inputs(data, steps=None):
+    """The inputs of each batch of an iterable for ``predict``: a batch is ``x``, or a
+    tuple ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` whose first part is used (as
+    Keras unpacks dataset elements)."""
+    for i, batch in enumerate(data):
+        if steps is not None and i >= steps:
+            return
+        if isinstance(batch, tuple) and len(batch) in (1, 2, 3):
+            batch = batch[0]
+        yield batch
+
+
 class _ArraySource:
     """Batches of aligned arrays: a fresh permutation per pass when shuffling (drawn from
     kiln's seeded generator), slices as contiguous views. With ``steps`` per epoch the
@@ -138,7 +150,13 @@ class _IterSource:
             raise ValueError(f"an iterable of batches must yield (x, y) or (x, y, "
                              f"sample_weight) tuples, got {type(batch).__name__}")
         sw = batch[2] if len(batch) == 3 else None
-        return self.model._prepare_data(batch[0], batch[1], sw, self.class_weight)
+        try:
+            return self.model._prepare_data(batch[0], batch[1], sw, self.class_weight)
+        except ValueError as e:
+            if getattr(self.data, "_single_rows", None):    # a kiln.data.Dataset of rows
+                raise ValueError(f"{e} (the Dataset's elements are single samples: call "
+                                 f".batch(batch_size) on it)") from None
+            raise
 
     def first(self):
         """The first batch (read ahead to build the step; it is still trained on)."""
