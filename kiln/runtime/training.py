@@ -242,10 +242,16 @@ class TrainStep:
         self.variables = variables
         self.updated = g.updated_params
         self.train_graph = g
-        self.train_exe = _compile(g, passes="training")
+        self.grads = {p.name: d for p, d in zip(params, grads) if d is not None}
+        self.train_exe = self._compile_train(g)
         self.it_name = next(k for k, v in self.opt_layout.items() if v == ("iterations",))
         self.frozen = {name for name in variables if name not in self.train_exe.params}
         self._versions = {id(v): v.version for v in variables.values()}
+
+    def _compile_train(self, g):
+        """The train executable of the built graph (``self.grads``: param name -> its
+        gradient value in ``g``). kiln/distributed cuts the graph here, at the gradients."""
+        return _compile(g, passes="training")
 
     def _build_eval(self):
         g = lower(self.model, training=False)

@@ -35,11 +35,13 @@ class TrainingMixin:
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto", auto_scale_loss=True):
+                jit_compile="auto", auto_scale_loss=True, distribute=None):
         """Configure training (Keras' signature; ``run_eagerly``, ``steps_per_execution``,
         ``jit_compile`` and ``auto_scale_loss`` are accepted and ignored: every step is
-        compiled code)."""
+        compiled code). ``distribute``: a ``kiln.distributed.DataParallel`` to train
+        data-parallel across MPI ranks (kiln/distributed)."""
         self.optimizer = _optimizers.get(optimizer)
+        self.__dict__["_distribute"] = distribute
         if isinstance(metrics, (str, _metrics.Metric)) or callable(metrics):
             raise ValueError(f"Expected `metrics` argument to be a list, tuple, or dict. "
                              f"Received instead: metrics={metrics} of type {type(metrics)}")
@@ -254,8 +256,9 @@ class TrainingMixin:
             self._release_step()
         outs = self._outputs_spec()
         specs = self._compiled_outputs(ys, outs)
-        step = TrainStep(self, specs, self.optimizer, targets,
-                         previous=self.__dict__.get("_prev_step"))
+        strategy = self.__dict__.get("_distribute")
+        make = TrainStep if strategy is None else strategy.train_step
+        step = make(self, specs, self.optimizer, targets, previous=self.__dict__.get("_prev_step"))
         self.__dict__["_train_step"] = step
         self.__dict__["_step_key"] = key
         self.__dict__["_prev_step"] = None
@@ -273,6 +276,9 @@ class TrainingMixin:
             raise RuntimeError(_NOT_COMPILED)
         batch_size = _check_batch_size(batch_size, "fit")
         verbose = 1 if verbose == "auto" else int(verbose)
+        strategy = self.__dict__.get("_distribute")
+        if strategy is not None:     # progress bar and file-writing callbacks on rank 0 only
+            verbose, callbacks = strategy.fit_setup(verbose, callbacks)
         if _is_batch_iterable(x):
             if y is not None or sample_weight is not None or validation_split:
                 raise ValueError("when x is an iterable of batches it yields (x, y) or (x, y, "
@@ -372,6 +378,9 @@ class TrainingMixin:
             raise RuntimeError(_NOT_COMPILED)
         batch_size = _check_batch_size(batch_size, "evaluate")
         verbose = 1 if verbose == "auto" else int(verbose)
+        strategy = self.__dict__.get("_distribute")
+        if strategy is not None:
+            verbose, callbacks = strategy.fit_setup(verbose, callbacks)
         source = self._source(x, batch_size, steps, y=y, sample_weight=sample_weight)
         xs, ys, _ = source.first()
         step = self._get_step(xs, ys)
