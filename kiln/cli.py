@@ -1,13 +1,14 @@
 """The ``kiln`` command line.
 
-    kiln dump SPEC [--after PASS|all] [--llvm] [--llvm-opt] [--asm] [--passes P,...]
+    kiln dump SPEC [--after PASS|all] [--llvm] [--llvm-opt] [--asm] [--cuda] [--passes P,...]
     kiln export SPEC -o OUTDIR [--name NAME] [--target-cpu host|generic|x86-64-v3|...]
                 [--weights embedded|file] [--static]
+    kiln demo [-o kiln-demo] [--epochs 20]   train, evaluate, save and export a digits CNN
     kiln serve MODEL [--port 8501] [--max-batch B --batch-timeout-ms T] ...  (kiln.serving)
 
 SPEC is ``path/to/file.py:NAME`` (NAME a model or graph, or a function returning
-one) or a ``.kir`` file holding the IR text form (as ``kiln dump`` and dump
-directories write it).
+one), a ``.kir`` file holding the IR text form (as ``kiln dump`` and dump
+directories write it), or a Keras model file (``.keras``, ``.h5``, ``.json``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class CLIError(Exception):
     pass
 
 
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".json")   # SPEC may be such a model file
+
+
 def load_spec(spec: str):
     """Resolve SPEC to a model or a kiln.ir.Graph."""
     from . import ir
@@ -28,12 +32,19 @@ def load_spec(spec: str):
     path, _, name = spec.partition(":")
     p = Path(path)
     if not p.exists():
-        raise CLIError(f"{path}: no such file (expected path/to/file.py:NAME or a .kir file)")
+        raise CLIError(f"{path}: no such file (expected path/to/file.py:NAME, a .kir file or a "
+                       f"model file)")
     if p.suffix == ".kir" and not name:
         try:
             return ir.parse(p.read_text())
         except ir.ParseError as e:
             raise CLIError(f"{path}: {e}") from None
+    if p.suffix in MODEL_FILE_SUFFIXES and not name:   # Keras model files (kiln/saving)
+        from .saving import SavingError, load_model
+        try:
+            return load_model(p, compile=False)
+        except (SavingError, OSError) as e:
+            raise CLIError(str(e)) from None
     if p.suffix != ".py" or not name:
         raise CLIError(f"expected path/to/file.py:NAME or a .kir file, got {spec!r}")
     mod_spec = importlib.util.spec_from_file_location(f"_kiln_user_{p.stem}", p)
@@ -62,11 +73,22 @@ def cmd_dump(args) -> int:
 
     obj = load_spec(args.spec)
     graph = obj if isinstance(obj, Graph) else obj._lower()
-    names = pipeline("inference") if args.passes is None else [p for p in args.passes.split(",") if p]
+    cuda = getattr(args, "cuda", False)
+    if args.passes is not None:
+        names = [p for p in args.passes.split(",") if p]
+    elif cuda:     # the CUDA pipeline: no CPU-only ``layout`` pass
+        from .runtime.cuda_executable import CUDA_PIPELINES
+        names = list(CUDA_PIPELINES["inference"])
+    else:
+        names = pipeline("inference")
     pm = PassManager(names, verify=True)
     final = pm.run(graph)
     stage_names = [s for s, _ in pm.stages]
     out = []
+    if args.print_after_all:
+        args.after = "all"
+    if args.time_passes:
+        sys.stderr.write(pm.report() + "\n")
     if args.after == "all":
         for s, g in pm.stages:
             out.append(f"# after {s}\n{g}")
@@ -82,6 +104,9 @@ def cmd_dump(args) -> int:
             out.append(compiled.ll_after)
         if args.asm:
             out.append(compiled.asm)
+    if cuda:       # the generated numba.cuda kernels and their launch configuration
+        from .codegen.cuda import lower_graph as lower_cuda
+        out.append(lower_cuda(final).source())
     if not out:
         out.append(str(final))
     sys.stdout.write("\n".join(s if s.endswith("\n") else s + "\n" for s in out))
@@ -101,6 +126,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import run
+
+    if args.epochs < 1:
+        raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
+    run(args.output, epochs=args.epochs)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kiln", description="kiln: a compiler for Keras-style models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -111,9 +145,14 @@ def main(argv=None) -> int:
                                                   "(lower, a pass name, or 'all')")
     d.add_argument("--passes", help="comma-separated pass pipeline (default: the inference "
                                     "pipeline; '' for none)")
+    d.add_argument("--print-after-all", action="store_true", help="print the IR after every stage "
+                                                                  "(same as --after all)")
+    d.add_argument("--time-passes", action="store_true", help="print each pass's time to stderr")
     d.add_argument("--llvm", action="store_true", help="print the LLVM IR before optimization")
     d.add_argument("--llvm-opt", action="store_true", help="print the LLVM IR after optimization")
     d.add_argument("--asm", action="store_true", help="print the generated assembly")
+    d.add_argument("--cuda", action="store_true", help="print the generated CUDA kernels "
+                                                        "(numba.cuda source) and launch configuration")
     d.set_defaults(fn=cmd_dump)
     from .runtime.export import TARGET_CPUS, WEIGHTS_MODES
     x = sub.add_parser("export", help="write the model as a shared library with a C API "
@@ -127,6 +166,12 @@ def main(argv=None) -> int:
                    help="embed the weights in the library, or write NAME.weights next to it")
     x.add_argument("--static", action="store_true", help="also write the static archive libNAME.a")
     x.set_defaults(fn=cmd_export)
+    m = sub.add_parser("demo", help="the first thing to run: train a CNN on the bundled "
+                                    "digits, evaluate, export it and dump its IR")
+    m.add_argument("-o", "--output", default="kiln-demo", metavar="DIR",
+                   help="where the artifacts go (default: ./kiln-demo)")
+    m.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    m.set_defaults(fn=cmd_demo)
     from .serving.command import add_parser as add_serve_parser
     add_serve_parser(sub)
     args = ap.parse_args(argv)
