@@ -1,1 +1,1 @@
-"""Code generation: CPU (LLVM via llvmlite) now; GPU (numba.cuda) in [gpu]."""
+"""Code generation: CPU (LLVM via llvmlite, codegen/llvm) and GPU (numba.cuda kernels generated as Python source, codegen/cuda)."""

@@ -26,7 +26,7 @@ from . import threads as threads_mod
 _ALIGN = 64
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p, ctypes.c_void_p)
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "cuda")
 
 
 def _shape_str(t: TensorType) -> str:
@@ -163,7 +163,9 @@ class Executable:
 def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = True,
             opt_level: int = 3, passes: str | list = "inference",
             threads: int | None = None, cache: bool | None = None) -> Executable:
-    """Compile a model (anything with ``_lower()``) or an IR graph for ``target``.
+    """Compile a model (anything with ``_lower()``) or an IR graph for ``target``
+    (``"cuda"``: a CudaExecutable with the same call interface, see cuda_executable.py;
+    ``threads``, ``opt_level`` and ``cache`` apply to the CPU only).
 
     ``dump_dir`` (or the ``KILN_DUMP_DIR`` environment variable) receives the IR after
     every pass (``00-lower.kir``, ``01-constfold.kir``, ...), the LLVM IR before and
@@ -173,9 +175,11 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     ``KILN_CACHE=0``; see kiln/runtime/cache.py).
     """
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)} "
-                         f"(the 'cuda' target comes with GPU code generation)")
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     dump_dir = dump_dir or os.environ.get("KILN_DUMP_DIR") or None
+    if target == "cuda":   # numba.cuda kernels; see kiln/runtime/cuda_executable.py
+        from .cuda_executable import compile_cuda
+        return compile_cuda(model_or_graph, passes, verify, dump_dir)
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
     pool = threads_mod.pool(threads)
     threads_mod.ensure_symbols()
