@@ -112,11 +112,11 @@ def emit_fusion(module, name, node, symbols):
         row = _row_epilogue(kc, module, body, master, root, out_ptr, args)
         matmul_into(kc, master, out_ptr, a_ptr, b_ptr, row)
     elif master.op.family in ("matmul_packed", "conv2d_packed"):   # GEMM tiles + epilogue
-        def emit(tc, begin, end):   # panels [begin, end), in a (possibly threaded) task
+        def emit(tc, ranges):   # some panels or rows, in a (possibly threaded) task
             t_args = dict(zip(body.inputs, tc.args[1:]))
             row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
             a, bp = (t_args[v] for v in master.inputs)
-            gemm_packed_into(tc, master, tc.args[0], a, bp, row, panel_range=(begin, end))
+            gemm_packed_into(tc, master, tc.args[0], a, bp, row, **ranges)
 
         gemm_packed_parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue

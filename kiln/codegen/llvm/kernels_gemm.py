@@ -95,9 +95,11 @@ class ConvRows:
                     body(b.add(c, I64(k0)), vals)
 
 
-def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None):
+def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
+                     row_range=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
-    in ``panel_range`` (i64 values [begin, end); default: all). ``tile_epilogue(row, j0,
+    in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
+    all; a row range starts at a multiple of MR). ``tile_epilogue(row, j0,
     width)`` runs after each row of a tile is stored (row: flat row index of C;
     columns [j0, j0+width))."""
     b = kc.b
@@ -123,8 +125,8 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
     undef_v = ll.Constant(vt, ll.Undefined)
 
-    rows = src.rows
-    full_rows = b.mul(b.sdiv(rows, I64(MR)), I64(MR))
+    r0, rows = row_range if row_range is not None else (I64(0), src.rows)
+    full_rows = b.add(r0, b.mul(b.sdiv(b.sub(rows, r0), I64(MR)), I64(MR)))
 
     with b.goto_entry_block():
         accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec * GROUP)] for r in range(MR)]
@@ -186,11 +188,11 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
 
     # full MR-row blocks: panel-outer, so a panel stays in cache while the rows stream by
     with kc.loop(fe, start=pb, name="jp") as jp:
-        with kc.loop(full_rows, name="ib", step=MR) as i:
+        with kc.loop(full_rows, start=r0, name="ib", step=MR) as i:
             micro(i, MR, jp, [NR])
     if full_panels < npanels:
         with b.if_then(has_partial):
-            with kc.loop(full_rows, name="ibp", step=MR) as i:
+            with kc.loop(full_rows, start=r0, name="ibp", step=MR) as i:
                 micro(i, MR, I64(full_panels), [last_width])
 
     # leftover rows (all rows at batch 1): GROUP panels at a time, for enough
@@ -207,14 +209,31 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 micro(i, 1, I64(full_panels), [last_width])
 
 
+ROW_BLOCK = 8 * MR   # rows per work unit when a GEMM is split by rows
+
+
 def gemm_packed_parallel(kc, node, emit):
-    """Split a packed GEMM's panels across the thread pool: ``emit(tc, begin, end)``
-    emits the GEMM (and whatever goes with it) for panels [begin, end) into the task
-    context ``tc``. Work estimate: rows * K * n multiply-adds."""
+    """Split a packed GEMM across the thread pool: by panels when there are enough of
+    them, else by blocks of rows (a conv or dense layer with few output channels).
+    ``emit(tc, ranges)`` emits the GEMM (and whatever goes with it) for
+    ``gemm_packed_into(..., **ranges)`` into the task context ``tc``. Work estimate:
+    rows * K * n multiply-adds."""
     npanels, K, NR = node.inputs[1].type.shape
+    b = kc.b
     rows = kc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
-    work = kc.b.mul(rows, I64(K * node.attrs["n"]))
-    kc.parallel(I64(npanels), emit, work=work)
+    work = b.mul(rows, I64(K * node.attrs["n"]))
+    if npanels >= 4:
+        kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work)
+        return
+    units = b.sdiv(b.add(rows, I64(ROW_BLOCK - 1)), I64(ROW_BLOCK))
+
+    def by_rows(tc, lo, hi):
+        t_rows = tc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
+        end = tc.b.mul(hi, I64(ROW_BLOCK))
+        end = tc.b.select(tc.b.icmp_signed("<", end, t_rows), end, t_rows)
+        emit(tc, {"row_range": (tc.b.mul(lo, I64(ROW_BLOCK)), end)})
+
+    kc.parallel(units, by_rows, work=work)
 
 
 @kernel("conv2d_packed")
@@ -222,9 +241,9 @@ def gemm_packed_parallel(kc, node, emit):
 def emit_matmul_packed(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)
 
-    def emit(tc, begin, end):
+    def emit(tc, ranges):
         c_ptr, a_ptr, bp_ptr = tc.args
-        gemm_packed_into(tc, node, c_ptr, a_ptr, bp_ptr, panel_range=(begin, end))
+        gemm_packed_into(tc, node, c_ptr, a_ptr, bp_ptr, **ranges)
 
     gemm_packed_parallel(kc, node, emit)
     return kc.finish()
