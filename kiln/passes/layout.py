@@ -35,6 +35,13 @@ def layout(g: Graph) -> Graph:
     def is_known(v) -> bool:
         return (v.kind == "param" and v.name in known_params) or v in constants
 
+    variables = g.updated_params
+
+    def is_packable(v) -> bool:
+        """Known weights are packed once at compile time; weights the graph updates
+        (training) are packed at run time, once per step, before the first matmul."""
+        return is_known(v) or (v.kind == "param" and v.name in variables)
+
     def rewrite(new_g: Graph, n, ins):
         if n.op.family == "constant":
             nn = new_g.make_node(n.op, [], n.attrs)
@@ -48,7 +55,7 @@ def layout(g: Graph) -> Graph:
         if n.op.name != "matmul":
             return None
         a, w = ins
-        if (not is_known(w) or w.type.rank != 2 or not w.type.is_static
+        if (not is_packable(w) or w.type.rank != 2 or not w.type.is_static
                 or w.dtype is not DType.f32 or a.type.rank < 2):
             return None
         if w not in packed:

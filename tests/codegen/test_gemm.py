@@ -142,3 +142,18 @@ def test_layout_packs_a_scans_loop_invariant_weight_once():
     assert "matmul_packed(%c0" in str(exe.graph) or "matmul_packed(%p" in str(exe.graph).split("scan(")[1]
     x = rng.standard_normal((3, 7, 5)).astype(np.float32)
     np.testing.assert_allclose(exe(x), kiln.interpret(kiln.lower(m), x), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_a_graph_updates_are_packed_at_run_time():
+    g = Graph("t")
+    x = g.add_input("x", TensorType(("N", 6)))
+    w = g.add_param("w", rng.standard_normal((6, 5)).astype(np.float32))
+    y = g.op("matmul", x, w)
+    g.add_update(w, g.op("mul", w, g.constant(0.5)))      # w halves after every call
+    g.set_outputs([y])
+    exe = kiln.compile(g, passes="training")
+    assert any(n.op.name == "pack_panels" for n in exe.graph.nodes)   # not folded: a variable
+    xx = rng.standard_normal((3, 6)).astype(np.float32)
+    w0 = g.param_values["w"].astype(np.float64)
+    np.testing.assert_allclose(exe(xx), xx @ w0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(exe(xx), xx @ (w0 * 0.5), rtol=1e-5, atol=1e-5)   # repacked
