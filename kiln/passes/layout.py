@@ -5,7 +5,9 @@ matrix (a parameter whose value the graph holds and does not update, or a consta
 and is not batched, rewrite to ``matmul_packed(a, pack_panels(W))``: the panel width
 NR is two vector registers of the target (32 floats with AVX-512, 16 with AVX2, 8
 with SSE). ``pack_panels`` of a known matrix is folded by ``constfold``, which runs
-after this pass, so the packing happens once at compile time -- never per call.
+after this pass, so the packing happens once at compile time -- never per call. A
+weight the graph updates (training) is packed at run time, once per step: a copy of
+K x P floats against the M x K x P multiply-adds it speeds up.
 A ``conv2d`` (groups=1) with a known kernel [kh,kw,C,O] becomes ``conv2d_packed``: the
 kernel reshaped to [kh*kw*C, O] and packed the same way, run as an implicit GEMM.
 A ``scan`` whose body only multiplies by a known loop-invariant weight (an RNN's
