@@ -142,13 +142,11 @@ def emit_conv2d_transpose(module, name, node, symbols):
 def emit_pool2d(module, name, node, symbols):
     """For each output pixel: clip its window to the image, then take the max (or the
     sum, times 1/number of covered elements for the average) over the covered input
-    pixels, channels innermost."""
+    pixels, channels innermost. Images are split across the thread pool."""
     kc = kernel_context(module, name, node, symbols)
-    b = kc.b
     x_t, out_t = node.inputs[0].type, node.outputs[0].type
     dt = x_t.dtype
     t = LLTYPE[dt]
-    out_ptr, x_ptr = kc.args
     _, H, W, C = x_t.shape
     _, Ho, Wo, _ = out_t.shape
     kh, kw = node.attrs["window"]
@@ -156,29 +154,36 @@ def emit_pool2d(module, name, node, symbols):
     pt, _, pl, _ = node.attrs["pads"]
     is_max = node.op.name == "max_pool2d"
     vmax = module.declare_intrinsic("llvm.maximum", [t], ll.FunctionType(t, [t, t]))
-    with kc.loop(kc.dim(x_t.shape[0]), name="n") as n:
-        with kc.loop(I64(Ho), name="oy") as oy:
-            y0 = b.sub(b.mul(oy, I64(sh)), I64(pt))
-            ylo, yhi = _smax(b, y0, I64(0)), _smin(b, b.add(y0, I64(kh)), I64(H))
-            with kc.loop(I64(Wo), name="ox") as ox:
-                x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
-                xlo, xhi = _smax(b, x0, I64(0)), _smin(b, b.add(x0, I64(kw)), I64(W))
-                obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(C))
-                init = const(dt, float("-inf") if is_max else 0.0)
-                with kc.loop(I64(C), name="z") as c:
-                    kc.store(init, out_ptr, b.add(obase, c), dt)
-                with kc.loop(yhi, start=ylo, name="y") as y:
-                    with kc.loop(xhi, start=xlo, name="x") as x:
-                        xbase = b.mul(_lin(b, n, y, H, x, W), I64(C))
-                        with kc.loop(I64(C), name="c") as c:
+
+    def images(tc, lo, hi):
+        b = tc.b
+        out_ptr, x_ptr = tc.args
+        with tc.loop(hi, start=lo, name="n") as n:
+            with tc.loop(I64(Ho), name="oy") as oy:
+                y0 = b.sub(b.mul(oy, I64(sh)), I64(pt))
+                ylo, yhi = _smax(b, y0, I64(0)), _smin(b, b.add(y0, I64(kh)), I64(H))
+                with tc.loop(I64(Wo), name="ox") as ox:
+                    x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
+                    xlo, xhi = _smax(b, x0, I64(0)), _smin(b, b.add(x0, I64(kw)), I64(W))
+                    obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(C))
+                    init = const(dt, float("-inf") if is_max else 0.0)
+                    with tc.loop(I64(C), name="z") as c:
+                        tc.store(init, out_ptr, b.add(obase, c), dt)
+                    with tc.loop(yhi, start=ylo, name="y") as y:
+                        with tc.loop(xhi, start=xlo, name="x") as x:
+                            xbase = b.mul(_lin(b, n, y, H, x, W), I64(C))
+                            with tc.loop(I64(C), name="c") as c:
+                                oi = b.add(obase, c)
+                                v, acc = tc.load(x_ptr, b.add(xbase, c), dt), tc.load(out_ptr, oi, dt)
+                                r = b.call(vmax, [acc, v]) if is_max else b.fadd(acc, v)
+                                tc.store(r, out_ptr, oi, dt)
+                    if not is_max:
+                        count = b.mul(b.sub(yhi, ylo), b.sub(xhi, xlo))
+                        inv = b.fdiv(const(dt, 1), b.sitofp(count, t))
+                        with tc.loop(I64(C), name="s") as c:
                             oi = b.add(obase, c)
-                            v, acc = kc.load(x_ptr, b.add(xbase, c), dt), kc.load(out_ptr, oi, dt)
-                            r = b.call(vmax, [acc, v]) if is_max else b.fadd(acc, v)
-                            kc.store(r, out_ptr, oi, dt)
-                if not is_max:
-                    count = b.mul(b.sub(yhi, ylo), b.sub(xhi, xlo))
-                    inv = b.fdiv(const(dt, 1), b.sitofp(count, t))
-                    with kc.loop(I64(C), name="s") as c:
-                        oi = b.add(obase, c)
-                        kc.store(b.fmul(kc.load(out_ptr, oi, dt), inv), out_ptr, oi, dt)
+                            tc.store(b.fmul(tc.load(out_ptr, oi, dt), inv), out_ptr, oi, dt)
+
+    batch = kc.dim(x_t.shape[0])
+    kc.parallel(batch, images, work=kc.b.mul(batch, I64(Ho * Wo * C * kh * kw)))
     return kc.finish()
