@@ -252,7 +252,6 @@ def report(g: Graph, bindings) -> dict:
     (the most bytes live at once), at the given symbol values."""
     storage = classify(g)
     life = lifetimes(g, storage)
-    offs = g.arena if g.arena is not None else plan_memory(g)
     sizes = {v: slot_size(v).evaluate(bindings) for v in life}
     scratch = [scratch_size(n).evaluate(bindings) for n in g.nodes]
     # while node t runs, every value made at or before t and read at or after t is held
