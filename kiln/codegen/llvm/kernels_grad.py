@@ -11,7 +11,7 @@ from ...ir.opdef import normalize_axis
 from ...ir.types import DType
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
-from .kernels_nn import _FLAGS, _in_range, _lin, _mac, _smax, _smin
+from .kernels_nn import _FLAGS, _lin, _mac, _smax, _smin, grouped_taps, window_taps
 
 
 def _zero(kc, ptr, t):
@@ -59,33 +59,18 @@ def emit_conv2d_backprop_kernel(module, name, node, symbols):
     x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
     w_ptr, x_ptr, dy_ptr = kc.args
-    _, H, W, C = x_t.shape
     _, Ho, Wo, O = dy_t.shape
     kh, kw, cg, _ = w_t.shape
-    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
-    pt, _, pl, _ = node.attrs["pads"]
     groups = node.attrs["groups"]
-    og = O // groups
     _zero(kc, w_ptr, w_t)
-    with kc.loop(kc.dim(x_t.shape[0]), name="n") as n:
-        with kc.loop(I64(Ho), name="oy") as oy:
-            with kc.loop(I64(Wo), name="ox") as ox:
-                dbase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(O))
-                with kc.loop(I64(kh), name="i") as i:
-                    iy = b.add(b.mul(oy, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
-                    with b.if_then(_in_range(b, iy, H)):
-                        with kc.loop(I64(kw), name="j") as j:
-                            ix = b.add(b.mul(ox, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
-                            with b.if_then(_in_range(b, ix, W)):
-                                xbase = b.mul(_lin(b, n, iy, H, ix, W), I64(C))
-                                wbase = b.mul(_lin(b, i, j, kw), I64(cg * O))
-                                with kc.loop(I64(groups), name="g") as g:
-                                    with kc.loop(I64(cg), name="c") as c:
-                                        xv = kc.load(x_ptr, b.add(xbase, b.add(b.mul(g, I64(cg)), c)), dt)
-                                        wrow = b.add(wbase, b.add(b.mul(c, I64(O)), b.mul(g, I64(og))))
-                                        drow = b.add(dbase, b.mul(g, I64(og)))
-                                        with kc.loop(I64(og), name="o") as o:
-                                            _mac(kc, dt, w_ptr, b.add(wrow, o), xv, dy_ptr, b.add(drow, o))
+
+    def tap(dbase, xbase, i, j):
+        wbase = b.mul(_lin(b, i, j, kw), I64(cg * O))
+        grouped_taps(kc, dt, xbase, wbase, cg, groups, O, x_ptr,
+                     lambda drow, o, xv, wi: _mac(kc, dt, w_ptr, wi, xv, dy_ptr,
+                                                  b.add(b.add(dbase, drow), o)))
+
+    window_taps(kc, node, x_t, (Ho, Wo), (kh, kw), O, None, tap)
     return kc.finish()
 
 

@@ -46,43 +46,70 @@ def emit_conv2d(module, name, node, symbols):
     x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
     out_ptr, x_ptr, w_ptr = kc.args
-    _, H, W, C = x_t.shape
     kh, kw, cg, O = w_t.shape
-    _, Ho, Wo, _ = out_t.shape
-    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
-    pt, _, pl, _ = node.attrs["pads"]
     groups = node.attrs["groups"]
     og = O // groups
+
+    def zero(obase):
+        with kc.loop(I64(O), name="z") as o:
+            kc.store(const(dt, 0), out_ptr, b.add(obase, o), dt)
+
+    def tap(obase, xbase, i, j):
+        wbase = b.mul(_lin(b, i, j, kw), I64(cg * O))
+        if cg == 1:
+            # depthwise-like: one input channel per group, so walk all O outputs at
+            # once; output o reads channel o // og
+            with kc.loop(I64(O), name="o") as o:
+                c = o if og == 1 else b.udiv(o, I64(og))
+                _mac(kc, dt, out_ptr, b.add(obase, o), kc.load(x_ptr, b.add(xbase, c), dt),
+                     w_ptr, b.add(wbase, o))
+        else:
+            grouped_taps(kc, dt, xbase, wbase, cg, groups, O, x_ptr,
+                         lambda orow, o, xv, wi: _mac(kc, dt, out_ptr, b.add(b.add(obase, orow), o),
+                                                      xv, w_ptr, wi))
+
+    window_taps(kc, node, x_t, out_t.shape[1:3], (kh, kw), O, zero, tap)
+    return kc.finish()
+
+
+def window_taps(kc, node, x_t, out_hw, kernel_hw, O, pixel, tap):
+    """The walk of a convolution's windows: for each output pixel (n, oy, ox) call
+    ``pixel(obase)`` (obase: the offset of its O outputs), then ``tap(obase, xbase, i, j)``
+    for each kernel tap (i, j) whose input pixel is inside the image (xbase: the
+    offset of that pixel's channels)."""
+    b = kc.b
+    _, H, W, C = x_t.shape
+    Ho, Wo = out_hw
+    kh, kw = kernel_hw
+    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
+    pt, _, pl, _ = node.attrs["pads"]
     with kc.loop(kc.dim(x_t.shape[0]), name="n") as n:
         with kc.loop(I64(Ho), name="oy") as oy:
             with kc.loop(I64(Wo), name="ox") as ox:
                 obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(O))
-                with kc.loop(I64(O), name="z") as o:
-                    kc.store(const(dt, 0), out_ptr, b.add(obase, o), dt)
+                if pixel is not None:
+                    pixel(obase)
                 with kc.loop(I64(kh), name="i") as i:
                     iy = b.add(b.mul(oy, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
                     with b.if_then(_in_range(b, iy, H)):
                         with kc.loop(I64(kw), name="j") as j:
                             ix = b.add(b.mul(ox, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
                             with b.if_then(_in_range(b, ix, W)):
-                                xbase = b.mul(_lin(b, n, iy, H, ix, W), I64(C))
-                                wbase = b.mul(_lin(b, i, j, kw), I64(cg * O))
-                                if cg == 1:
-                                    # depthwise-like: one input channel per group, so walk all
-                                    # O outputs at once; output o reads channel o // og
-                                    with kc.loop(I64(O), name="o") as o:
-                                        c = o if og == 1 else b.udiv(o, I64(og))
-                                        _mac(kc, dt, out_ptr, b.add(obase, o), kc.load(x_ptr, b.add(xbase, c), dt),
-                                             w_ptr, b.add(wbase, o))
-                                else:
-                                    with kc.loop(I64(groups), name="g") as g:
-                                        with kc.loop(I64(cg), name="c") as c:
-                                            xv = kc.load(x_ptr, b.add(xbase, b.add(b.mul(g, I64(cg)), c)), dt)
-                                            wrow = b.add(wbase, b.add(b.mul(c, I64(O)), b.mul(g, I64(og))))
-                                            orow = b.add(obase, b.mul(g, I64(og)))
-                                            with kc.loop(I64(og), name="o") as o:
-                                                _mac(kc, dt, out_ptr, b.add(orow, o), xv, w_ptr, b.add(wrow, o))
-    return kc.finish()
+                                tap(obase, b.mul(_lin(b, n, iy, H, ix, W), I64(C)), i, j)
+
+
+def grouped_taps(kc, dt, xbase, wbase, cg, groups, O, x_ptr, mac):
+    """For each group g and input channel c of one tap: ``mac(orow, o, x[xbase + g*cg + c],
+    w offset of (c, g*og + o))`` for every output o of the group (orow = g*og)."""
+    b = kc.b
+    og = O // groups
+    with kc.loop(I64(groups), name="g") as g:
+        with kc.loop(I64(cg), name="c") as c:
+            xv = kc.load(x_ptr, b.add(xbase, b.add(b.mul(g, I64(cg)), c)), dt)
+            wrow = b.add(wbase, b.add(b.mul(c, I64(O)), b.mul(g, I64(og))))
+            orow = b.mul(g, I64(og))
+            with kc.loop(I64(og), name="o") as o:
+                mac(orow, o, xv, b.add(wrow, o))
 
 
 def _mac(kc, dt, out_ptr, oi, xv, w_ptr, wi):
