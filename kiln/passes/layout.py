@@ -8,8 +8,14 @@ with SSE). ``pack_panels`` of a known matrix is folded by ``constfold``, which r
 after this pass, so the packing happens once at compile time -- never per call. A
 weight the graph updates (training) is packed at run time, once per step: a copy of
 K x P floats against the M x K x P multiply-adds it speeds up.
-A ``conv2d`` (groups=1) with a known kernel [kh,kw,C,O] becomes ``conv2d_packed``: the
-kernel reshaped to [kh*kw*C, O] and packed the same way, run as an implicit GEMM.
+Any other 2-D float32 right operand with a static column count (an activation or a
+gradient: ``x^T @ dy`` and ``dy @ W^T`` of a backward pass) is packed at run time too;
+a ``transpose`` feeding either side is absorbed (``pack_panels{transpose}`` packs the
+transpose straight from the source, ``matmul_packed{transpose_a}`` reads the left
+operand transposed), so backward passes materialize no transposes.
+A ``conv2d`` (groups=1) with a known or trained kernel [kh,kw,C,O] becomes
+``conv2d_packed``: the kernel reshaped to [kh*kw*C, O] and packed the same way (at
+compile time, or per call for a trained kernel), run as an implicit GEMM.
 A ``scan`` whose body only multiplies by a known loop-invariant weight (an RNN's
 recurrent kernel) gets that weight packed once, outside the loop, and its body's
 matmul becomes ``matmul_packed``. Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
@@ -56,17 +62,28 @@ def layout(g: Graph) -> Graph:
             return _scan(new_g, n, ins)
         if n.op.name != "matmul":
             return None
-        a, w = ins
-        if (not is_packable(w) or w.type.rank != 2 or not w.type.is_static
+        return _matmul(new_g, *ins)
+
+    def _matmul(new_g, a, w):
+        if (w.type.rank != 2 or not isinstance(w.type.shape[1], int)
                 or w.dtype is not DType.f32 or a.type.rank < 2):
             return None
-        if w not in packed:
-            packed[w] = new_g.op("pack_panels", w, nr=nr)
-        return (new_g.op("matmul_packed", a, packed[w], n=w.type.shape[1]),)
+        if is_packable(w):       # a weight: one packed copy per weight
+            if w not in packed:
+                packed[w] = new_g.op("pack_panels", w, nr=nr)
+            bp = packed[w]
+        else:                    # a value of this call (a gradient, an activation)
+            src = _transposed(w)
+            bp = (new_g.op("pack_panels", src, nr=nr, transpose=True) if src is not None
+                  else new_g.op("pack_panels", w, nr=nr))
+        src = _transposed(a) if a.type.rank == 2 else None
+        if src is not None:
+            return (new_g.op("matmul_packed", src, bp, n=w.type.shape[1], transpose_a=True),)
+        return (new_g.op("matmul_packed", a, bp, n=w.type.shape[1]),)
 
     def _conv(new_g, n, ins):
         x, w = ins
-        if n.attrs["groups"] != 1 or not is_known(w) or w.dtype is not DType.f32:
+        if n.attrs["groups"] != 1 or not is_packable(w) or w.dtype is not DType.f32:
             return None
         kh, kw, c, o = w.type.shape
         if w not in packed:
@@ -104,6 +121,14 @@ def layout(g: Graph) -> Graph:
         return nn.outputs
 
     return g.rebuild(rewrite)
+
+
+def _transposed(v):
+    """The source of a 2-D ``transpose`` (perm 1, 0), else None."""
+    p = v.producer
+    if p is not None and p.op.name == "transpose" and tuple(p.attrs["perm"]) == (1, 0):
+        return p.inputs[0]
+    return None
 
 
 def _pack_body(body: Graph, packed_types: dict) -> Graph:

@@ -92,13 +92,47 @@ def test_layout_pass_packs_constant_weights_once_at_compile_time():
     assert "layout" in pipeline("inference")
 
 
-def test_layout_leaves_variables_and_inputs_alone():
-    g = Graph("v")
-    x = g.add_input("x", TensorType(("N", 4)))
-    w = g.add_input("w", TensorType((4, 4)))
-    g.set_outputs([g.op("matmul", x, w)])
-    out = PassManager(["layout"]).run(g)
-    assert "matmul_packed" not in str(out)
+def test_layout_packs_run_time_operands_and_absorbs_transposes():
+    """x^T @ dy and dy @ W^T (a backward pass): packed per call, no transpose left."""
+    g = Graph("bwd")
+    x = g.add_input("x", TensorType(("N", 37)))
+    dy = g.add_input("dy", TensorType(("N", 45)))
+    w = g.add_input("w", TensorType((37, 45)))
+    dw = g.op("matmul", g.op("transpose", x, perm=(1, 0)), dy)           # [37, 45], K = N
+    dx = g.op("matmul", dy, g.op("transpose", w, perm=(1, 0)))           # [N, 37]
+    g.set_outputs([dw, dx])
+    out = PassManager(["layout", "dce"]).run(g)
+    names = [n.op.name for n in out.nodes]
+    assert "transpose" not in names and "matmul" not in names
+    assert names.count("matmul_packed") == 2
+    packs = [n for n in out.nodes if n.op.name == "pack_panels"]
+    assert sorted(n.attrs["transpose"] for n in packs) == [False, True]
+    assert any(n.attrs["transpose_a"] for n in out.nodes if n.op.name == "matmul_packed")
+    exe = kiln.compile(out, passes=[], cache=False)
+    for n in (1, 7, 64):
+        xs = [rng.standard_normal(s).astype(np.float32) for s in ((n, 37), (n, 45), (37, 45))]
+        got_dw, got_dx = exe(*xs)
+        np.testing.assert_allclose(got_dw, xs[0].T @ xs[1], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got_dx, xs[1] @ xs[2].T, rtol=1e-4, atol=1e-4)
+        ref = kiln.interpret(out, *xs)
+        np.testing.assert_allclose(got_dw, ref[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matmul_packed_transpose_a_symbolic_k(threads):
+    """matmul_packed{transpose_a} with the batch as the inner axis, several panel
+    counts (split by panels and by rows), against numpy."""
+    for m, p in ((5, 3), (200, 10), (13, 130)):
+        g = Graph("ta")
+        a = g.add_input("a", TensorType(("N", m)))
+        b = g.add_input("b", TensorType(("N", p)))
+        g.set_outputs([g.op("matmul_packed", a, g.op("pack_panels", b, nr=panel_width()),
+                            n=p, transpose_a=True)])
+        exe = kiln.compile(g, passes=[], cache=False, threads=threads)
+        for n in (0, 1, 6, 50):
+            av = rng.standard_normal((n, m)).astype(np.float32)
+            bv = rng.standard_normal((n, p)).astype(np.float32)
+            np.testing.assert_allclose(exe(av, bv), av.T @ bv, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("hw,c,o,k,strides,dil,pads", [

@@ -49,11 +49,31 @@ def test_matmul_packed_type_errors(a, bp, attrs, match):
         g.op("matmul_packed", x, y, **attrs)
 
 
-def test_pack_panels_needs_a_static_matrix():
+def test_pack_panels_needs_a_matrix_with_static_columns():
     g = Graph("e")
-    x = g.add_input("a", TensorType(("N", 4)))
-    with pytest.raises(OpTypeError, match="static matrix"):
-        g.op("pack_panels", x, nr=4)
+    assert g.op("pack_panels", g.add_input("k", TensorType(("N", 4))), nr=4).type.shape == (1, "N", 4)
+    assert g.op("pack_panels", g.add_input("t", TensorType((9, "N"))), nr=4,
+                transpose=True).type.shape == (3, "N", 4)
+    with pytest.raises(OpTypeError, match=r"matrix \[K,P\] with a static P"):
+        g.op("pack_panels", g.add_input("a", TensorType((4, "N"))), nr=4)
+    with pytest.raises(OpTypeError, match=r"\[P,K\] \(transpose=true\)"):
+        g.op("pack_panels", g.add_input("b", TensorType(("N", 4))), nr=4, transpose=True)
+    with pytest.raises(OpTypeError, match="static P"):
+        g.op("pack_panels", g.add_input("c", TensorType((2, 3, 4))), nr=4)
+
+
+def test_pack_panels_transpose_and_matmul_packed_transpose_a_references():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((5, 3)).astype(np.float32)       # A = a^T: [3, 5]
+    w = rng.standard_normal((7, 5)).astype(np.float32)       # B = w^T: [5, 7]
+    g = Graph("t")
+    av = g.add_input("a", TensorType((5, 3)))
+    wv = g.add_input("w", TensorType((7, 5)))
+    bp = g.op("pack_panels", wv, nr=4, transpose=True)
+    g.set_outputs([g.op("matmul_packed", av, bp, n=7, transpose_a=True)])
+    np.testing.assert_allclose(kiln.interpret(g, a, w), a.T @ w.T, rtol=1e-6)
+    with pytest.raises(OpTypeError, match=r"\[K, M\] \(transpose_a\)"):
+        g.op("matmul_packed", g.add_input("r3", TensorType((2, 5, 3))), bp, n=7, transpose_a=True)
 
 
 def test_conv2d_packed_equals_conv2d():

@@ -33,19 +33,42 @@ def _vec_width(nr: int) -> int:
 
 
 class MatrixRows:
-    """A rows of a plain GEMM: A[row, k] of a row-major [rows, K] matrix."""
+    """A rows of a plain GEMM: A[row, k] of a row-major [rows, K] matrix, or with
+    ``transpose`` of a [K, rows] one (then the MR rows of one k are adjacent)."""
 
-    def __init__(self, kc, a_ptr, a_t):
-        self.kc, self.a_ptr, self.dt = kc, a_ptr, a_t.dtype
-        self.K = a_t.shape[-1]
-        self.rows = kc.affine(Affine.product(a_t.shape[:-1]))
+    def __init__(self, kc, a_ptr, a_t, transpose=False):
+        self.kc, self.a_ptr, self.dt, self.transpose = kc, a_ptr, a_t.dtype, transpose
+        if transpose:
+            self.K, self.rows = kc.affine(Affine.product(a_t.shape[:1])), kc.affine(Affine.product(a_t.shape[1:]))
+        else:
+            self.K, self.rows = kc.affine(Affine.product(a_t.shape[-1:])), kc.affine(Affine.product(a_t.shape[:-1]))
 
     def k_loop(self, row_ids, body):
         """Emit the k loop; ``body(k, [A[row, k] for row in row_ids])``."""
         kc, b = self.kc, self.kc.b
-        bases = [b.mul(r, I64(self.K)) for r in row_ids]
-        with kc.loop(I64(self.K), name="k") as k:
+        if self.transpose:
+            with kc.loop(self.K, name="k") as k:
+                base = b.mul(k, self.rows)
+                body(k, [kc.load(self.a_ptr, b.add(base, r), self.dt) for r in row_ids])
+            return
+        bases = [b.mul(r, self.K) for r in row_ids]
+        with kc.loop(self.K, name="k") as k:
             body(k, [kc.load(self.a_ptr, b.add(base, k), self.dt) for base in bases])
+
+
+def _zeros(kc, n: int, dt):
+    """A private constant of ``n`` zeros (what a padded window reads)."""
+    name = f"kiln_zeros{n}_{dt.name}"
+    m = kc.module
+    gv = m.globals.get(name)
+    if gv is None:
+        arr = ll.ArrayType(LLTYPE[dt], n)
+        gv = ll.GlobalVariable(m, arr, name)
+        gv.global_constant = True
+        gv.linkage = "private"
+        gv.align = 64
+        gv.initializer = ll.Constant(arr, None)
+    return kc.b.bitcast(gv, ptr(dt))
 
 
 class ConvRows:
@@ -62,8 +85,9 @@ class ConvRows:
         self.sh, self.sw = attrs["strides"]
         self.dh, self.dw = attrs["dilations"]
         self.top, _, self.left, _ = attrs["pads"]
-        self.K = self.kh * self.kw * self.C
+        self.K = I64(self.kh * self.kw * self.C)
         self.rows = kc.affine(Affine.product(out_t.shape[:-1]))
+        self.padded = any(attrs["pads"])
 
     def k_loop(self, row_ids, body):
         kc, b = self.kc, self.kc.b
@@ -76,23 +100,25 @@ class ConvRows:
             pix.append((b.mul(n, I64(self.H * self.W * self.C)),
                         b.sub(b.mul(oy, I64(self.sh)), I64(self.top)),
                         b.sub(b.mul(ox, I64(self.sw)), I64(self.left))))
-        zero = const(self.dt, 0.0)
+        # a tap in the padding reads from a run of zeros instead (select the address,
+        # not the value: the load stays a broadcast from memory, no shuffle per element)
+        zeros = _zeros(kc, self.C, self.dt) if self.padded else None
         for i in range(self.kh):
             for j in range(self.kw):
-                starts, valid = [], []
+                rowp = []
                 for base, y0, x0 in pix:
                     y = b.add(y0, I64(i * self.dh))
                     x = b.add(x0, I64(j * self.dw))
-                    ok = b.and_(b.and_(b.icmp_signed(">=", y, I64(0)), b.icmp_signed("<", y, I64(self.H))),
-                                b.and_(b.icmp_signed(">=", x, I64(0)), b.icmp_signed("<", x, I64(self.W))))
                     start = b.add(base, b.mul(b.add(b.mul(y, I64(self.W)), x), I64(self.C)))
-                    starts.append(b.select(ok, start, I64(0)))   # a safe address when padding
-                    valid.append(ok)
+                    p = b.gep(self.x_ptr, [start], inbounds=True)
+                    if self.padded:
+                        ok = b.and_(b.and_(b.icmp_signed(">=", y, I64(0)), b.icmp_signed("<", y, I64(self.H))),
+                                    b.and_(b.icmp_signed(">=", x, I64(0)), b.icmp_signed("<", x, I64(self.W))))
+                        p = b.select(ok, p, zeros)
+                    rowp.append(p)
                 k0 = (i * self.kw + j) * self.C
                 with kc.loop(I64(self.C), name="c") as c:
-                    vals = [b.select(ok, kc.load(self.x_ptr, b.add(st, c), self.dt), zero)
-                            for st, ok in zip(starts, valid)]
-                    body(b.add(c, I64(k0)), vals)
+                    body(b.add(c, I64(k0)), [kc.load(p, c, self.dt) for p in rowp])
 
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
@@ -105,12 +131,14 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
-    npanels, K, NR = node.inputs[1].type.shape
+    npanels, _, NR = node.inputs[1].type.shape
     n = node.attrs["n"]
     if node.op.family == "conv2d_packed":
         src = ConvRows(kc, a_ptr, a_t, node.outputs[0].type, node.attrs)
     else:
-        src = MatrixRows(kc, a_ptr, a_t)
+        src = MatrixRows(kc, a_ptr, a_t, node.attrs.get("transpose_a", False))
+    K = src.K                     # an i64 value: symbolic for x^T @ dy (k runs over the batch)
+    panel_stride = b.mul(K, I64(NR))
     dt = a_t.dtype
     VW = _vec_width(NR)
     nvec = NR // VW
@@ -141,12 +169,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         for row in acc:
             for a in row:
                 b.store(zero_v, a)
-        panel = b.mul(jp, I64(K * NR))
+        panel = b.mul(jp, panel_stride)
 
         def step(k, avals):
             bvec = []
             for g in range(G):
-                boff = b.add(panel, b.add(I64(g * K * NR), b.mul(k, I64(NR))))
+                boff = b.add(panel, b.add(b.mul(I64(g), panel_stride), b.mul(k, I64(NR))))
                 bvec += [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True),
                                           vptr), align=dt.itemsize) for v in range(nvec)]
             for r, a in enumerate(avals):
@@ -221,7 +249,7 @@ def gemm_packed_parallel(kc, node, emit):
     npanels, K, NR = node.inputs[1].type.shape
     b = kc.b
     rows = kc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
-    work = b.mul(rows, I64(K * node.attrs["n"]))
+    work = b.mul(rows, b.mul(kc.affine(Affine.product((K,))), I64(node.attrs["n"])))
     if npanels >= 4:
         kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work)
         return
@@ -251,23 +279,36 @@ def emit_matmul_packed(module, name, node, symbols):
 
 @kernel("pack_panels")
 def emit_pack_panels(module, name, node, symbols):
-    """Run-time packing (constant weights are packed at compile time instead)."""
+    """Run-time packing (constant weights are packed at compile time instead): panels
+    split across the thread pool; columns past P read a clamped address and store 0.
+    ``transpose``: the source is [P, K], read along its rows."""
     kc = kernel_context(module, name, node, symbols)
-    b = kc.b
-    out_ptr, x_ptr = kc.args
     npanels, K, NR = node.outputs[0].type.shape
-    P = node.inputs[0].type.shape[1]
+    transpose = node.attrs["transpose"]
+    P = node.inputs[0].type.shape[0 if transpose else 1]
     dt = node.inputs[0].type.dtype
-    with kc.loop(I64(npanels), name="p") as p:
-        with kc.loop(I64(K), name="k") as k:
-            with kc.loop(I64(NR), name="j") as j:
-                col = b.add(b.mul(p, I64(NR)), j)
-                dst = b.add(b.mul(b.add(b.mul(p, I64(K)), k), I64(NR)), j)
-                inside = b.icmp_signed("<", col, I64(P))
-                with b.if_else(inside) as (then, otherwise):
-                    with then:
-                        kc.store(kc.load(x_ptr, b.add(b.mul(k, I64(P)), col), dt), out_ptr, dst, dt)
-                    with otherwise:
-                        kc.store(const(dt, 0.0), out_ptr, dst, dt)
-    return kc.finish()
+    zero = const(dt, 0.0)
 
+    def task(tc, lo, hi):
+        b = tc.b
+        out_ptr, x_ptr = tc.args
+        Kv = tc.affine(Affine.product((K,)))
+        with tc.loop(hi, start=lo, name="p") as p:
+            def element(k, j):
+                col = b.add(b.mul(p, I64(NR)), j)
+                inside = b.icmp_signed("<", col, I64(P))
+                safe = b.select(inside, col, I64(P - 1))
+                src = b.add(b.mul(safe, Kv), k) if transpose else b.add(b.mul(k, I64(P)), safe)
+                dst = b.add(b.mul(b.add(b.mul(p, Kv), k), I64(NR)), j)
+                tc.store(b.select(inside, tc.load(x_ptr, src, dt), zero), out_ptr, dst, dt)
+            if transpose:     # contiguous reads along a source row
+                with tc.loop(I64(NR), name="j") as j:
+                    with tc.loop(Kv, name="k") as k:
+                        element(k, j)
+            else:             # contiguous reads and writes of a panel row
+                with tc.loop(Kv, name="k") as k:
+                    with tc.loop(I64(NR), name="j") as j:
+                        element(k, j)
+
+    kc.parallel(I64(npanels), task, work=kc.b.mul(kc.affine(Affine.product((K,))), I64(npanels * NR)))
+    return kc.finish()

@@ -3,7 +3,12 @@
 ``pack_panels{nr}`` turns a [K, P] matrix into ceil(P/nr) panels of [K, nr] (the last
 zero-padded): the microkernel reads one row of a panel (nr contiguous floats) per
 step of k. The layout pass inserts it on constant weights, where constant folding
-runs it once at compile time; ``matmul_packed{n}`` multiplies by a packed matrix.
+runs it once at compile time, and on values known only at run time (weights being
+trained, gradients), where it runs once per call; ``matmul_packed{n}`` multiplies by
+a packed matrix. ``transpose=true`` packs the transpose of a [P, K] matrix, and
+``matmul_packed{transpose_a=true}`` reads its left operand [K, M] transposed -- so
+the ``x^T @ dy`` and ``dy @ W^T`` of a backward pass never materialize a transpose.
+K may be symbolic (the batch axis of ``x^T @ dy``); P is static.
 """
 from __future__ import annotations
 
@@ -24,17 +29,20 @@ class PackPanels(OpDef):
     kind = Kind.INJECTIVE
     family = "pack_panels"
     num_inputs = 1
-    attrs = (Attr("nr", AttrKind.INT),)
+    attrs = (Attr("nr", AttrKind.INT), Attr("transpose", AttrKind.BOOL, False))
 
-    def infer(self, x: TensorType, *, nr):
-        if x.rank != 2 or not x.is_static:
-            raise OpTypeError(f"pack_panels: expects a static matrix [K,P], got {x}")
+    def infer(self, x: TensorType, *, nr, transpose):
+        k, p = x.shape[::-1] if transpose and x.rank == 2 else (x.shape + (None, None))[:2]
+        if x.rank != 2 or not isinstance(p, int):
+            want = "[P,K] (transpose=true)" if transpose else "[K,P]"
+            raise OpTypeError(f"pack_panels: expects a matrix {want} with a static P, got {x}")
         if nr < 1:
             raise OpTypeError(f"pack_panels: nr must be >= 1, got {nr}")
-        k, p = x.shape
         return TensorType((-(-p // nr), k, nr), x.dtype)
 
-    def reference(self, x, *, nr):
+    def reference(self, x, *, nr, transpose):
+        if transpose:
+            x = x.T
         k, p = x.shape
         npanels = -(-p // nr)
         padded = np.zeros((k, npanels * nr), x.dtype)
@@ -44,28 +52,31 @@ class PackPanels(OpDef):
 
 @register
 class MatMulPacked(OpDef):
-    """[..., M, K] @ B -> [..., M, n] where ``bp`` is B packed by ``pack_panels``."""
+    """[..., M, K] @ B -> [..., M, n] where ``bp`` is B packed by ``pack_panels``;
+    ``transpose_a``: ``a`` is [K, M] and A is its transpose (rank 2 only)."""
     name = "matmul_packed"
     kind = Kind.OUT_FUSABLE
     family = "matmul_packed"
     num_inputs = 2
-    attrs = (Attr("n", AttrKind.INT),)
+    attrs = (Attr("n", AttrKind.INT), Attr("transpose_a", AttrKind.BOOL, False))
 
-    def infer(self, a: TensorType, bp: TensorType, *, n):
+    def infer(self, a: TensorType, bp: TensorType, *, n, transpose_a):
         if a.dtype != bp.dtype or not a.dtype.is_float:
             raise OpTypeError(f"matmul_packed: expects floating operands of one dtype, got {a}, {bp}")
-        if a.rank < 2 or bp.rank != 3:
-            raise OpTypeError(f"matmul_packed: expects [..., M, K] and panels [P/nr, K, nr], "
+        if a.rank < 2 or bp.rank != 3 or (transpose_a and a.rank != 2):
+            want = "[K, M] (transpose_a)" if transpose_a else "[..., M, K]"
+            raise OpTypeError(f"matmul_packed: expects {want} and panels [P/nr, K, nr], "
                               f"got {a}, {bp}")
         npanels, k, nr = bp.shape
-        if a.shape[-1] != k:
+        rows, inner = (a.shape[1:], a.shape[0]) if transpose_a else (a.shape[:-1], a.shape[-1])
+        if inner != k:
             raise OpTypeError(f"matmul_packed: inner dimensions differ: {a} @ {bp}")
         if not (npanels - 1) * nr < n <= npanels * nr:
             raise OpTypeError(f"matmul_packed: n={n} does not fit {npanels} panels of {nr}")
-        return TensorType(a.shape[:-1] + (n,), a.dtype)
+        return TensorType(rows + (n,), a.dtype)
 
-    def reference(self, a, bp, *, n):
-        return np.matmul(a, unpack_panels(bp, n))
+    def reference(self, a, bp, *, n, transpose_a):
+        return np.matmul(a.T if transpose_a else a, unpack_panels(bp, n))
 
 
 @register
