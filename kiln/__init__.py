@@ -3,6 +3,7 @@ from ._version import __version__
 from . import ir
 from .ir import interpret
 from .runtime import Executable, compile
+from .runtime import profile  # per-kernel time: kiln.compile(..., profile=True), kiln.profile.report
 from .runtime.export import export  # ahead of time: libNAME.so + NAME.h + main.c
 from . import activations, initializers, layers, models, ops, utils  # frontend
 from . import callbacks, datasets, losses, metrics, optimizers  # training ([training])

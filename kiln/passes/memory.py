@@ -4,7 +4,9 @@ Algorithm.
 1. *Storage.* Each value lives in one of: a graph input, a parameter, a constant
    (a global), an alias (``reshape`` shares its operand's buffer), the caller's
    output buffer (a node result returned once is written straight there), or the
-   arena.
+   arena. A state update ``p <- v`` whose producer is an elementwise kernel and the
+   last reader of ``p`` (an optimizer's update, a metric accumulator) computes ``v``
+   straight into ``p``'s buffer: ``v`` is an alias of ``p``, and no copy is made.
 2. *Liveness.* Nodes run in order; an arena value is live from its producer's index
    to its last reader's index (readers of its aliases count; a graph output copied at
    the end lives to the end).
@@ -85,7 +87,35 @@ def classify(g: Graph) -> dict:
         else:
             for o in n.outputs:
                 storage[o] = ("output", g.outputs.index(o)) if out_count.get(o) == 1 else ("arena",)
+    for p, v in g.updates:
+        if _updates_in_place(g, p, v, storage):
+            storage[v] = ("alias", p)
     return storage
+
+
+def _updates_in_place(g: Graph, p: Value, v: Value, storage: dict) -> bool:
+    """May the state update ``p <- v`` be computed straight into ``p``'s buffer (no
+    copy at the end)? Yes when ``v`` is an arena result of the same type whose
+    producer is the LAST reader of ``p`` (through any alias) and reads it as an
+    elementwise kernel does -- element i read before element i is written -- and
+    ``p`` is not a graph result."""
+    if storage.get(v) != ("arena",) or v.type != p.type or storage.get(p, ("",))[0] != "param":
+        return False
+    at = {n: i for i, n in enumerate(g.nodes)}
+    producer = v.producer
+    if producer not in at or not is_elementwise_kernel(producer):
+        return False
+    if any(o.type != v.type for o in producer.outputs):
+        return False
+    views = {p} | {w for w, s in storage.items() if s == ("alias", p)}
+    if any(w in views for w in g.outputs):
+        return False
+    k = at[producer]
+    for i, n in enumerate(g.nodes):
+        reads = sum(w in views for w in n.inputs)
+        if reads and (i > k or (i == k and (reads != 1 or p not in n.inputs))):
+            return False
+    return True
 
 
 def lifetimes(g: Graph, storage: dict | None = None) -> dict:

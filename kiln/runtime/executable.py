@@ -22,6 +22,7 @@ from ..ir.types import BATCH, TensorType, is_symbol
 from ..passes import PassManager, pipeline
 from . import cache as cache_mod
 from . import threads as threads_mod
+from . import profile as profile_mod
 
 _ALIGN = 64
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -162,7 +163,8 @@ class Executable:
 
 def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = True,
             opt_level: int = 3, passes: str | list = "inference",
-            threads: int | None = None, cache: bool | None = None) -> Executable:
+            threads: int | None = None, cache: bool | None = None,
+            profile: bool | None = None) -> Executable:
     """Compile a model (anything with ``_lower()``) or an IR graph for ``target``
     (``"cuda"``: a CudaExecutable with the same call interface, see cuda_executable.py;
     ``threads``, ``opt_level`` and ``cache`` apply to the CPU only).
@@ -172,7 +174,9 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     after optimization and the assembly. ``threads``: how many threads the generated
     code may use (default: ``$KILN_NUM_THREADS``, else the cores available). ``cache``:
     reuse machine code compiled before for the same graph and CPU (default: on unless
-    ``KILN_CACHE=0``; see kiln/runtime/cache.py).
+    ``KILN_CACHE=0``; see kiln/runtime/cache.py). ``profile``: count the time of every
+    kernel (default: ``$KILN_PROFILE``); read it with ``kiln.profile.report(exe)``, see
+    kiln/runtime/profile.py. Profiled code is never cached.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
@@ -183,7 +187,8 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
     pool = threads_mod.pool(threads)
     threads_mod.ensure_symbols()
-    use_cache = cache_mod.enabled() if cache is None else cache
+    profile = profile_mod.enabled() if profile is None else bool(profile)
+    use_cache = (cache_mod.enabled() if cache is None else cache) and not profile
     key = cache_mod.key(str(optimized), opt_level) if use_cache else None
     obj = cache_mod.load(key) if key else None
     if obj is not None:
@@ -192,7 +197,7 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
         compiled = link_object(obj, lambda: optimized_texts(lower_graph(optimized).module, opt_level),
                                opt=opt_level)
     else:
-        lowered = lower_graph(optimized)
+        lowered = lower_graph(optimized, profile=profile)
         compiled = jit(lowered.module, opt=opt_level,
                        on_object=(lambda o: cache_mod.store(key, o)) if key else None)
     if dump_dir:

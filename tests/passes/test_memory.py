@@ -121,3 +121,57 @@ def test_memory_report_through_the_executable():
     r = exe.memory_report(batch_size=16)
     assert r["arena_bytes"] <= 1.15 * r["lower_bound_bytes"]
     assert r["arena_bytes"] < r["naive_bytes"]
+
+
+def _sgd_graph(read_after: bool):
+    """w <- w - lr * g (one elementwise kernel after fusion); with ``read_after`` the
+    old w is also read by a later node, so the update must NOT write over w early."""
+    g = Graph("sgd")
+    x = g.add_input("x", TensorType(("N", 4)))
+    grad = g.add_input("g", TensorType((4, 3)))
+    w = g.add_param("w", np.arange(12, dtype=np.float32).reshape(4, 3))
+    y = g.op("matmul", x, w)
+    new_w = g.op("sub", w, g.op("mul", grad, g.constant(np.float32(0.5))))
+    outs = [y]
+    if read_after:
+        outs.append(g.op("add", g.op("reduce_sum", w, axes=(0,), keepdims=False),
+                         g.op("reduce_sum", new_w, axes=(0,), keepdims=False)))
+    g.set_outputs(outs)
+    g.add_update(w, new_w)
+    return g
+
+
+@pytest.mark.parametrize("read_after", [False, True])
+def test_state_updates_computed_in_place_only_when_safe(read_after):
+    g = PassManager(["fusion", "memory"]).run(_sgd_graph(read_after))
+    (p, v), = g.updates
+    in_place = classify(g)[v] == ("alias", p)
+    assert in_place is (not read_after)
+    exe = kiln.compile(g, passes=[], cache=False)
+    x = np.ones((2, 4), np.float32)
+    grad = np.full((4, 3), 2.0, np.float32)
+    w0 = np.arange(12, dtype=np.float32).reshape(4, 3)
+    for step in range(3):
+        w_before = w0 - step * 1.0
+        out = exe(x, grad)
+        y = out[0] if read_after else out
+        np.testing.assert_allclose(y, x @ w_before)
+        if read_after:
+            np.testing.assert_allclose(out[1], w_before.sum(0) + (w_before - 1.0).sum(0))
+        np.testing.assert_allclose(exe.params["w"], w_before - 1.0)
+    if in_place:   # no copy of the update at the end of the entry
+        assert "llvm.memcpy" not in exe.llvm_ir.split("@\"kiln_main\"")[1].split("declare")[0]
+
+
+def test_training_step_updates_every_weight_in_place():
+    """An MLP's Adam step: every weight, slot and accumulator update is computed in place."""
+    model = kiln.Sequential([kiln.Input((6,)), kiln.layers.Dense(5, activation="relu"),
+                             kiln.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((8, 6), dtype=np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
+    g = model._train_step.train_exe.graph
+    storage = classify(g)
+    copied = [p.name for p, v in g.updates if storage[v] != ("alias", p)]
+    trained = [p.name for p, _ in g.updates if "kernel" in p.name or "bias" in p.name]
+    assert trained and not [n for n in copied if n in trained]

@@ -43,13 +43,19 @@ class LoweredModule:
     arena_bytes: Poly        # bytes of arena the entry needs, a polynomial in the symbols
     param_names: list
     kernels: list            # (kernel function name, node) in call order
+    profile: str | None = None   # the counters' global (``profile=True``), see below
 
 
 def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None,
-                symbols: tuple | None = None) -> LoweredModule:
+                symbols: tuple | None = None, profile: bool = False) -> LoweredModule:
     """Lower ``g`` into a new module; or into ``module`` (a region: every kernel and
     global named ``prefix...``, the entry internal), with ``symbols`` the order of the
-    enclosing graph's ``dims``."""
+    enclosing graph's ``dims``.
+
+    ``profile=True`` instruments the entry: a global ``<prefix>profile`` of i64 holds,
+    per kernel in call order, [cycles, calls] accumulated with ``llvm.readcyclecounter``
+    around each call, then the same pair for the whole entry; ``<prefix>cycles()``
+    reads the counter (to calibrate cycles against wall time). See kiln/runtime/profile.py."""
     m = module if module is not None else ll.Module(name=g.name)
     local = "" if module is None else prefix
     symbols = g.symbols if symbols is None else symbols
@@ -82,10 +88,34 @@ def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None
     scratch = scratch_offsets(g, offsets)
     size = Poly.termwise_max([off + slot_size(v) for v, off in offsets.items()]
                              + [off + scratch_size(n) for n, off in scratch.items()])
-    entry = _emit_entry(m, prefix + "main", g, storage, offsets, globals_, kernels, symbols, scratch)
+    counters = _profile_globals(m, prefix, len(kernels)) if profile else None
+    entry = _emit_entry(m, prefix + "main", g, storage, offsets, globals_, kernels, symbols, scratch,
+                        counters)
     if module is not None:
         entry.linkage = "internal"
-    return LoweredModule(m, prefix + "main", symbols, size, list(g.params), kernels)
+    return LoweredModule(m, prefix + "main", symbols, size, list(g.params), kernels,
+                         counters.name if counters is not None else None)
+
+
+def _profile_globals(m, prefix, nkernels):
+    arr = ll.ArrayType(I64, 2 * (nkernels + 1))
+    gv = ll.GlobalVariable(m, arr, prefix + "profile")
+    gv.initializer = ll.Constant(arr, None)
+    gv.align = ALIGN
+    fn = ll.Function(m, ll.FunctionType(I64, []), prefix + "cycles")
+    b = ll.IRBuilder(fn.append_basic_block("entry"))
+    b.ret(b.call(m.declare_intrinsic("llvm.readcyclecounter", (), ll.FunctionType(I64, [])), []))
+    return gv
+
+
+def _tick(b, counters, slot, start):
+    """counters[2*slot] += now - start; counters[2*slot + 1] += 1."""
+    rdtsc = b.module.declare_intrinsic("llvm.readcyclecounter", (), ll.FunctionType(I64, []))
+    now = b.call(rdtsc, [])
+    for k, inc in ((0, b.sub(now, start)), (1, I64(1))):
+        p = b.gep(counters, [I64(0), I64(2 * slot + k)])
+        b.store(b.add(b.load(p), inc), p)
+    return now
 
 
 def _root(v, storage):
@@ -99,12 +129,12 @@ def _drop_noalias_in_place(fn, n, storage, offsets):
     ins = [_root(v, storage) for v in n.inputs]
     for i, o in enumerate(outs):
         for j, v in enumerate(ins):
-            if o in offsets and v in offsets and offsets[o] == offsets[v]:
+            if o is v or (o in offsets and v in offsets and offsets[o] == offsets[v]):
                 for a in (fn.args[i], fn.args[len(outs) + j]):
                     a.attributes.discard("noalias")
 
 
-def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols, scratch):
+def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols, scratch, counters=None):
     i8p = I8.as_pointer()
     i8pp = i8p.as_pointer()
     fn = ll.Function(m, ll.FunctionType(VOID, [i8pp, i8pp, i8pp, i8p, I64.as_pointer()]), name)
@@ -144,11 +174,18 @@ def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols, scratc
         addr[v] = p
         return p
 
-    for kname, n in kernels:
+    if counters is not None:
+        rdtsc = m.declare_intrinsic("llvm.readcyclecounter", (), ll.FunctionType(I64, []))
+        begin = b.call(rdtsc, [])
+    for slot, (kname, n) in enumerate(kernels):
         args = [b.bitcast(address(v), ptr(v.type.dtype)) for v in (*n.outputs, *n.inputs)]
         if n in scratch:
             args.append(b.gep(arena_ptr, [poly(scratch[n])]))
+        if counters is not None:
+            start = b.call(rdtsc, [])
         b.call(m.get_global(kname), [*args, dims])
+        if counters is not None:
+            _tick(b, counters, slot, start)
 
     memcpy = m.declare_intrinsic("llvm.memcpy", [i8p, i8p, I64])
     for k, v in enumerate(g.outputs):
@@ -158,7 +195,11 @@ def _emit_entry(m, name, g, storage, offsets, globals_, kernels, symbols, scratc
         nbytes = poly(Poly.of(Affine.product(v.type.shape) * v.type.dtype.itemsize))
         b.call(memcpy, [dst, address(v), nbytes, ll.Constant(ll.IntType(1), 0)])
     for p, v in g.updates:   # state updates, after every output has been produced
+        if storage.get(v) == ("alias", p):    # computed in place (memory.classify)
+            continue
         nbytes = poly(Poly.of(Affine.product(v.type.shape) * v.type.dtype.itemsize))
         b.call(memcpy, [address(p), address(v), nbytes, ll.Constant(ll.IntType(1), 0)])
+    if counters is not None:
+        _tick(b, counters, len(kernels), begin)
     b.ret_void()
     return fn

@@ -1,0 +1,123 @@
+"""Per-kernel time of a compiled model: where a call's time goes.
+
+``kiln.compile(model, profile=True)`` (or ``KILN_PROFILE=1`` in the environment, which
+also instruments the executables ``fit`` compiles) generates an entry that reads the
+CPU's cycle counter (``llvm.readcyclecounter``) around every kernel call and adds the
+difference to a per-kernel counter in the module; nothing else changes in the code.
+``kiln.profile.report(exe)`` turns the counters into a table: one row per kernel in
+call order (its name, what it computes, how many calls, time per call and share of the
+entry's time), then the rest of the entry (output and state copies). Cycles are
+converted to seconds with a calibration of the counter against ``time.perf_counter``.
+
+    exe = kiln.compile(model, profile=True)
+    for _ in range(100):
+        exe(x)
+    print(kiln.profile.report(exe))
+
+Multi-threaded kernels are timed from the calling thread, so a row is the wall time
+the kernel took, whatever the pool did inside it. A ``scan`` is one row (its body's
+kernels run inside it).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+_HZ: float | None = None
+
+
+def enabled() -> bool:
+    """``KILN_PROFILE`` set to anything but 0/false/no/off."""
+    return os.environ.get("KILN_PROFILE", "0").lower() not in ("", "0", "false", "no", "off")
+
+
+@dataclass
+class Row:
+    index: int
+    kernel: str
+    what: str            # the op, or for a fusion group the ops it fuses
+    shape: str           # the (first) result's type
+    calls: int
+    seconds: float       # in total over all calls
+
+    @property
+    def per_call(self) -> float:
+        return self.seconds / self.calls if self.calls else 0.0
+
+
+def _counters(exe) -> np.ndarray:
+    name = getattr(exe._lowered, "profile", None)
+    if not name:
+        raise ValueError("this executable was compiled without profiling: "
+                         "kiln.compile(..., profile=True) or KILN_PROFILE=1")
+    n = 2 * (len(exe._lowered.kernels) + 1)
+    addr = exe._compiled.engine.get_global_value_address(name)
+    return np.ctypeslib.as_array((ctypes.c_int64 * n).from_address(addr))
+
+
+def cycles_per_second(exe) -> float:
+    """The cycle counter's rate, measured once per process (a 20 ms busy wait)."""
+    global _HZ
+    if _HZ is None:
+        read = ctypes.CFUNCTYPE(ctypes.c_int64)(exe._compiled.address(
+            exe._lowered.profile.replace("profile", "cycles")))
+        c0, t0 = read(), time.perf_counter()
+        while time.perf_counter() - t0 < 0.02:
+            pass
+        c1, t1 = read(), time.perf_counter()
+        _HZ = (c1 - c0) / (t1 - t0)
+    return _HZ
+
+
+def _what(node) -> str:
+    if node.op.name == "fusion":
+        ops = [n.op.name for n in node.regions[0].nodes]
+        return "fusion(" + ",".join(ops) + ")"
+    return node.op.name
+
+
+def rows(exe) -> list:
+    """Rows of every kernel, then ``(rest of the entry)``, from the counters so far."""
+    c = _counters(exe)
+    hz = cycles_per_second(exe)
+    out = []
+    kernels = exe._lowered.kernels
+    for i, (kname, node) in enumerate(kernels):
+        out.append(Row(i, kname, _what(node), str(node.outputs[0].type),
+                       int(c[2 * i + 1]), c[2 * i] / hz))
+    k = len(kernels)
+    inside = sum(r.seconds for r in out)
+    out.append(Row(k, "(rest of the entry)", "output and state copies, addressing",
+                   "", int(c[2 * k + 1]), max(c[2 * k] / hz - inside, 0.0)))
+    return out
+
+
+def reset(exe) -> None:
+    _counters(exe)[:] = 0
+
+
+def report(exe, top: int | None = None) -> str:
+    """A text table of the counters: kernels in call order (or the ``top`` slowest)."""
+    rs = rows(exe)
+    total = sum(r.seconds for r in rs)
+    calls = max((r.calls for r in rs), default=0)
+    shown = sorted(rs, key=lambda r: -r.seconds)[:top] if top else rs
+    lines = [f"{'#':>3}  {'kernel':<28} {'calls':>6} {'us/call':>10} {'%':>6}  what -> result",
+             "-" * 100]
+    for r in shown:
+        pct = 100 * r.seconds / total if total else 0.0
+        what = r.what if len(r.what) <= 60 else r.what[:57] + "..."
+        lines.append(f"{r.index:>3}  {r.kernel:<28} {r.calls:>6} {1e6 * r.per_call:>10.1f} "
+                     f"{pct:>6.1f}  {what} -> {r.shape}")
+    per = total / calls if calls else 0.0
+    lines.append("-" * 100)
+    lines.append(f"entry: {calls} calls, {1e6 * per:.1f} us per call "
+                 f"(counter at {cycles_per_second(exe) / 1e9:.2f} GHz)")
+    return "\n".join(lines)
+
+
+__all__ = ["Row", "rows", "report", "reset", "enabled", "cycles_per_second"]
