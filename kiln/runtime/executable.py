@@ -10,12 +10,13 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..codegen.llvm import LoweredModule, jit, lower_graph
-from ..codegen.llvm.target import link_object, optimized_texts
+from ..codegen.llvm.target import jit_quick, link_object, module_text, optimized_texts
 from ..passes.memory import arena_size
 from ..ir.graph import Graph
 from ..ir.types import BATCH, TensorType, is_symbol
@@ -73,6 +74,38 @@ class Executable:
         self._dims_addr = self._dims.ctypes.data
         self._in_ptrs = (ctypes.c_void_p * max(1, len(self.input_types)))()
         self._out_ptrs = (ctypes.c_void_p * max(1, len(self.output_types)))()
+        self.tier = "full"          # "quick" while the optimized code is being compiled
+        self.tier_error = None      # why the optimized tier failed, if it did
+        self._full_tier = None
+
+    # -- tiers ----------------------------------------------------------------------------
+    def _compile_full_tier(self, text: str, opt_level: int, on_object) -> None:
+        """Start compiling the optimized code on a thread; calls switch to it between
+        two calls once it is ready (see ``compile``'s ``tiered``). The thread is not a
+        daemon: the process waits for it at exit, so the compile cache gets the code."""
+        self.tier = "quick"
+
+        def work():
+            try:
+                full = jit(text, opt=opt_level, on_object=on_object)
+                fn = _ENTRY(full.address(self._lowered.entry))
+            except Exception as e:   # the quick tier keeps running: slower, still correct
+                self.tier_error = e
+                warnings.warn(f"kiln: the optimized tier failed to compile ({type(e).__name__}: "
+                              f"{e}); running the quick tier", RuntimeWarning, stacklevel=1)
+                return
+            with self._lock:
+                self._compiled, self._fn, self.tier = full, fn, "full"
+
+        self._full_tier = threading.Thread(target=work, name="kiln-optimize", daemon=False)
+        self._full_tier.start()
+
+    def wait_optimized(self) -> "Executable":
+        """Block until the optimized tier runs (at once if it already does)."""
+        t = self._full_tier
+        if t is not None:
+            t.join()
+        return self
 
     # -- code for debugging -------------------------------------------------------------
     @property
@@ -81,15 +114,15 @@ class Executable:
 
     @property
     def llvm_ir(self) -> str:
-        return self._compiled.ll_before
+        return self.wait_optimized()._compiled.ll_before
 
     @property
     def llvm_ir_optimized(self) -> str:
-        return self._compiled.ll_after
+        return self.wait_optimized()._compiled.ll_after
 
     @property
     def asm(self) -> str:
-        return self._compiled.asm
+        return self.wait_optimized()._compiled.asm
 
     def memory_report(self, batch_size: int = 1, **symbols) -> dict:
         """Bytes of the arena at this batch size, the naive sum of every intermediate,
@@ -164,7 +197,7 @@ class Executable:
 def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = True,
             opt_level: int = 3, passes: str | list = "inference",
             threads: int | None = None, cache: bool | None = None,
-            profile: bool | None = None) -> Executable:
+            profile: bool | None = None, tiered: bool | None = None) -> Executable:
     """Compile a model (anything with ``_lower()``) or an IR graph for ``target``
     (``"cuda"``: a CudaExecutable with the same call interface, see cuda_executable.py;
     ``threads``, ``opt_level`` and ``cache`` apply to the CPU only).
@@ -177,6 +210,17 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     ``KILN_CACHE=0``; see kiln/runtime/cache.py). ``profile``: count the time of every
     kernel (default: ``$KILN_PROFILE``); read it with ``kiln.profile.report(exe)``, see
     kiln/runtime/profile.py. Profiled code is never cached.
+
+    ``tiered`` (default: off, unless ``KILN_TIERED=1``; only ever for the
+    ``"inference"`` pipeline): on a compile-cache miss, first compile a quick tier (a
+    few function passes, fast instruction selection: several times faster to compile,
+    slower code) so the first call runs at once, and compile the optimized code
+    (``opt_level``) on a background thread; calls switch to it as soon as it is ready
+    (``exe.tier``, ``exe.wait_optimized()``), and it is what the compile cache stores.
+    Both tiers compute the same IR, but where a kernel lets LLVM reassociate (sums,
+    softmax) the optimized tier may round differently in the last bit -- so results
+    are reproducible bit for bit only without tiers (the default). Off with
+    ``profile``, ``dump_dir`` or ``opt_level=0``.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
@@ -198,13 +242,25 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
                                opt=opt_level)
     else:
         lowered = lower_graph(optimized, profile=profile)
-        compiled = jit(lowered.module, opt=opt_level,
-                       on_object=(lambda o: cache_mod.store(key, o)) if key else None)
+        on_object = (lambda o: cache_mod.store(key, o)) if key else None
+        tiered = (tiers_enabled() and passes == "inference") if tiered is None else tiered
+        if tiered and not profile and not dump_dir and opt_level > 0:
+            text = module_text(lowered.module)
+            exe = Executable(optimized, lowered, jit_quick(text), pm.timings, pool)
+            exe._compile_full_tier(text, opt_level, on_object)
+            exe.cache_hit = False
+            return exe
+        compiled = jit(lowered.module, opt=opt_level, on_object=on_object)
     if dump_dir:
         write_code_dumps(dump_dir, len(pm.stages), compiled)
     exe = Executable(optimized, lowered, compiled, pm.timings, pool)
     exe.cache_hit = obj is not None
     return exe
+
+
+def tiers_enabled() -> bool:
+    """``KILN_TIERED`` set to 1/true/yes/on."""
+    return os.environ.get("KILN_TIERED", "0").lower() in ("1", "true", "yes", "on")
 
 
 def optimize_graph(model_or_graph, passes="inference", verify=True, dump_dir=None,

@@ -58,9 +58,12 @@ class Compiled:
     Its textual stages are computed on first use when ``texts`` is a function (code
     linked from the compile cache has none at hand)."""
 
-    def __init__(self, engine, texts, tm):
+    def __init__(self, engine, texts, tm, context=None):
         self.engine, self.tm = engine, tm
         self._texts = texts
+        if context is not None:     # a private LLVM context: disposed after the engine
+            context.engine = engine
+        self._context = context
 
     def _stages(self):
         if callable(self._texts):
@@ -86,29 +89,86 @@ class Compiled:
         return a
 
 
-def _parse_and_optimize(ll_module, tm, opt: int):
-    """The one path from an llvmlite module to optimized LLVM (JIT and object files)."""
+class _Context:
+    """A private LLVM context (so a compile may run on any thread), disposed only after
+    the engine whose module lives in it -- in whatever order the garbage collector
+    finalizes the two (llvmlite would dispose a context on its own, maybe first)."""
+
+    def __init__(self):
+        self.ref = llvm.create_context()
+        self.ref._owned = True          # never disposed by llvmlite; see __del__
+        self._ptr = self.ref._ptr
+        self.engine = None
+
+    def __del__(self):
+        if self.engine is not None:
+            self.engine.close()
+        llvm.ffi.lib.LLVMPY_ContextDispose(self._ptr)
+
+
+def module_text(ll_module, tm=None) -> str:
+    """The textual LLVM IR of an llvmlite module, for this process's triple and ``tm``'s
+    data layout (a string can be compiled on another thread, in its own context)."""
+    if isinstance(ll_module, str):
+        return ll_module
+    _init()
     ll_module.triple = llvm.get_process_triple()
-    ll_module.data_layout = str(tm.target_data)
-    text = str(ll_module)
-    mod = llvm.parse_assembly(text)
+    ll_module.data_layout = str((tm or host_target_machine()).target_data)
+    return str(ll_module)
+
+
+def _parse_and_optimize(ll_module, tm, opt: int, context=None):
+    """The one path from an llvmlite module (or its text) to optimized LLVM (JIT and
+    object files)."""
+    text = module_text(ll_module, tm)
+    mod = llvm.parse_assembly(text, context=context)
     mod.verify()
     optimize(mod, tm, opt)
     return text, mod
 
 
 def jit(ll_module, opt: int = 3, on_object=None) -> Compiled:
-    """Optimize and JIT-compile ``ll_module``; ``on_object(bytes)`` receives the object
-    code MCJIT made (for the compile cache)."""
+    """Optimize and JIT-compile ``ll_module`` (or its text, see ``module_text``) in a
+    private LLVM context -- so it may run on any thread; ``on_object(bytes)`` receives
+    the object code MCJIT made (for the compile cache)."""
     _init()
+    ctx = _Context()
     tm = host_target_machine(opt=opt)
-    text, mod = _parse_and_optimize(ll_module, tm, opt)
+    text, mod = _parse_and_optimize(ll_module, tm, opt, ctx.ref)
     after = str(mod)          # before code generation, which rewrites the module in place
     engine = llvm.create_mcjit_compiler(mod, tm)
     if on_object is not None:
         engine.set_object_cache(notify_func=lambda _mod, buf: on_object(bytes(buf)))
     engine.finalize_object()
-    return Compiled(engine, (text, after), tm)
+    return Compiled(engine, (text, after), tm, ctx)
+
+
+#: the quick tier's function passes: registers for the allocas (GEMM accumulators),
+#: local simplification; no loop passes, no vectorizer; instruction selection at -O0
+QUICK_PASSES = ("sroa", "instruction_combine", "simplify_cfg")
+
+
+def jit_quick(ll_module) -> Compiled:
+    """The quick tier of ``kiln.compile``: a few function passes and fast instruction
+    selection -- several times faster to compile than ``jit``'s O3, slower code (the
+    GEMM microkernel keeps its explicit vectors and FMAs; elementwise loops stay scalar)."""
+    _init()
+    ctx = _Context()
+    tm = host_target_machine(opt=0)
+    text = module_text(ll_module, tm)
+    mod = llvm.parse_assembly(text, context=ctx.ref)
+    mod.verify()
+    fpm = llvm.create_new_function_pass_manager()
+    for name in QUICK_PASSES:
+        getattr(fpm, f"add_{name}_pass")()
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
+    for f in mod.functions:
+        if not f.is_declaration:
+            fpm.run(f, pb)
+    after = str(mod)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.finalize_object()
+    return Compiled(engine, (text, after), tm, ctx)
 
 
 def link_object(obj: bytes, texts, opt: int = 3) -> Compiled:

@@ -1,0 +1,67 @@
+"""Tiered compilation (``kiln.compile(..., tiered=True)``): a quick tier answers the
+first calls while the optimized code compiles on a thread."""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.runtime.executable import Executable
+
+
+def _cnn():
+    kiln.utils.set_random_seed(5)
+    L = kiln.layers
+    return kiln.Sequential([kiln.Input((10, 10, 3)), L.Conv2D(6, 3, padding="same", activation="relu"),
+                            L.MaxPooling2D(2), L.Conv2D(40, 3, activation="tanh"), L.Flatten(),
+                            L.Dense(12, activation="gelu"), L.LayerNormalization(),
+                            L.Dense(5, activation="softmax")])
+
+
+def test_quick_tier_alone_computes_the_model(monkeypatch):
+    """The quick tier's code on its own (the optimized tier never arrives)."""
+    monkeypatch.setattr(Executable, "_compile_full_tier", lambda self, *a: setattr(self, "tier", "quick"))
+    model = _cnn()
+    exe = kiln.compile(model, tiered=True, cache=False)
+    assert exe.tier == "quick"
+    ref = kiln.compile(model, tiered=False, cache=False)
+    for n in (1, 3):
+        x = np.random.default_rng(n).random((n, 10, 10, 3), dtype=np.float32)
+        np.testing.assert_allclose(exe(x), ref(x), rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(exe(x), kiln.interpret(exe.graph, x), rtol=1e-5, atol=1e-6)
+
+
+def test_calls_switch_to_the_optimized_tier_which_the_cache_keeps(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    model = _cnn()
+    x = np.random.default_rng(0).random((2, 10, 10, 3), dtype=np.float32)
+    exe = kiln.compile(model, tiered=True, cache=True)
+    first = exe(x)
+    assert exe.wait_optimized().tier == "full"
+    np.testing.assert_allclose(exe(x), first, rtol=2e-6, atol=1e-7)
+    again = kiln.compile(model, tiered=True, cache=True)      # a hit: optimized code at once
+    assert again.cache_hit and again.tier == "full"
+    np.testing.assert_array_equal(again(x), exe(x))
+
+
+def test_tiers_only_when_asked_and_only_for_inference(monkeypatch):
+    model = _cnn()
+    assert kiln.compile(model, cache=False).tier == "full"                  # the default
+    monkeypatch.setenv("KILN_TIERED", "1")
+    assert kiln.compile(model, cache=False, passes=["simplify", "fusion", "memory"]).tier == "full"
+    assert kiln.compile(model, cache=False, profile=True).tier == "full"
+    exe = kiln.compile(model, cache=False)
+    assert exe.tier in ("quick", "full")
+    assert "define" in exe.llvm_ir_optimized and exe.tier == "full"        # dumps wait for it
+
+
+@pytest.mark.filterwarnings("ignore:kiln. the optimized tier failed")
+def test_a_failing_optimized_tier_keeps_the_quick_tier(monkeypatch):
+    import kiln.runtime.executable as E
+
+    def broken(*a, **k):
+        raise RuntimeError("no optimizer today")
+    monkeypatch.setattr(E, "jit", broken)
+    exe = kiln.compile(_cnn(), tiered=True, cache=False)
+    exe._full_tier.join()          # (its warning is raised on that thread)
+    assert exe.tier == "quick" and "no optimizer today" in str(exe.tier_error)
+    x = np.ones((1, 10, 10, 3), np.float32)
+    assert np.isfinite(exe(x)).all()
