@@ -289,6 +289,8 @@ def gemm(rounds: int) -> dict:
 COLD = {
     "kiln": "import bench_models_shim as s, kiln, time; tw = s.build('{m}'); t = time.perf_counter(); "
             "e = kiln.compile(tw.kiln); e(tw.sample(1)); print(time.perf_counter() - t)",
+    "kiln-tiered": "import bench_models_shim as s, kiln, time; tw = s.build('{m}'); t = time.perf_counter(); "
+                   "e = kiln.compile(tw.kiln, tiered=True); e(tw.sample(1)); print(time.perf_counter() - t)",
     "keras-predict": "import bench_models_shim as s, time; tw = s.build('{m}'); t = time.perf_counter(); "
                      "tw.keras.predict(tw.sample(1), verbose=0); print(time.perf_counter() - t)",
 }
@@ -297,7 +299,7 @@ COLD = {
 def compile_times(model: str, rounds: int) -> dict:
     """Compile + first call in a fresh process. kiln cold: an empty compile cache
     (a fresh KILN_CACHE_DIR each round); kiln warm: a second process on that cache."""
-    res = {"kiln": [], "kiln-warm": [], "keras-predict": []}
+    res = {"kiln": [], "kiln-warm": [], "kiln-tiered": [], "keras-predict": []}
     base = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
 
     def once(code, env):
@@ -311,6 +313,8 @@ def compile_times(model: str, rounds: int) -> dict:
         env = dict(base, KILN_CACHE_DIR=tempfile.mkdtemp(prefix="kiln-cache-"), KILN_CACHE="1")
         res["kiln"].append(once(COLD["kiln"], env))
         res["kiln-warm"].append(once(COLD["kiln"], env))
+        env = dict(env, KILN_CACHE_DIR=tempfile.mkdtemp(prefix="kiln-cache-"))
+        res["kiln-tiered"].append(once(COLD["kiln-tiered"], env))
         res["keras-predict"].append(once(COLD["keras-predict"], base))
     return res
 
@@ -349,12 +353,15 @@ def table(results: dict) -> str:
             if w:
                 lines.append(f"| {model} | warm compile (kiln's disk cache) + first call | - | "
                              f"{statistics.median(w):.3g} s | - | - |")
-            for peer, v in r["compile_s"].items():
-                if peer not in ("kiln", "kiln-warm"):
-                    lo, med, hi = ratios(k, v, False)
-                    lines.append(f"| {model} | cold compile + first call | {peer} | "
-                                 f"{statistics.median(k):.3g} s | {statistics.median(v):.3g} s | "
-                                 f"{lo:.2f} / {med:.2f} / {hi:.2f} |")
+            for mine, what in (("kiln", "cold compile + first call"),
+                               ("kiln-tiered", "cold compile + first call, tiered=True")):
+                k = r["compile_s"].get(mine)
+                for peer, v in r["compile_s"].items():
+                    if k and peer not in ("kiln", "kiln-warm", "kiln-tiered"):
+                        lo, med, hi = ratios(k, v, False)
+                        lines.append(f"| {model} | {what} | {peer} | "
+                                     f"{statistics.median(k):.3g} s | {statistics.median(v):.3g} s | "
+                                     f"{lo:.2f} / {med:.2f} / {hi:.2f} |")
     for key, r in results.get("gemm", {}).items():
         lo, med, hi = ratios(r["kiln"], r["numpy"], True)
         lines.append(f"| GEMM {key} | GFLOP/s | numpy BLAS | {statistics.median(r['kiln']):.1f} | "
