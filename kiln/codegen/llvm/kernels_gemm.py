@@ -277,6 +277,9 @@ def emit_matmul_packed(module, name, node, symbols):
     return kc.finish()
 
 
+KB = 16      # panel rows per block when packing a transpose
+
+
 @kernel("pack_panels")
 def emit_pack_panels(module, name, node, symbols):
     """Run-time packing (constant weights are packed at compile time instead): panels
@@ -301,10 +304,13 @@ def emit_pack_panels(module, name, node, symbols):
                 src = b.add(b.mul(safe, Kv), k) if transpose else b.add(b.mul(k, I64(P)), safe)
                 dst = b.add(b.mul(b.add(b.mul(p, Kv), k), I64(NR)), j)
                 tc.store(b.select(inside, tc.load(x_ptr, src, dt), zero), out_ptr, dst, dt)
-            if transpose:     # contiguous reads along a source row
-                with tc.loop(I64(NR), name="j") as j:
-                    with tc.loop(Kv, name="k") as k:
-                        element(k, j)
+            if transpose:     # blocks of KB rows of the panel: NR source runs of KB floats
+                with tc.loop(Kv, name="kb", step=KB) as kb:   # in, one contiguous block out
+                    rest = b.sub(Kv, kb)
+                    stop = b.select(b.icmp_signed("<", rest, I64(KB)), rest, I64(KB))
+                    with tc.loop(I64(NR), name="j") as j:
+                        with tc.loop(stop, name="kk") as kk:
+                            element(b.add(kb, kk), j)
             else:             # contiguous reads and writes of a panel row
                 with tc.loop(Kv, name="k") as k:
                     with tc.loop(I64(NR), name="j") as j:
