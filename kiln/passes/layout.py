@@ -10,9 +10,10 @@ weight the graph updates (training) is packed at run time, once per step: a copy
 K x P floats against the M x K x P multiply-adds it speeds up.
 Any other 2-D float32 right operand with a static column count (an activation or a
 gradient: ``x^T @ dy`` and ``dy @ W^T`` of a backward pass) is packed at run time too;
-a ``transpose`` feeding either side is absorbed (``pack_panels{transpose}`` packs the
-transpose straight from the source, ``matmul_packed{transpose_a}`` reads the left
-operand transposed), so backward passes materialize no transposes.
+a ``transpose`` feeding either side is absorbed (``pack_panels{perm}`` packs the
+transpose straight from the source, ``matmul_packed{transpose_a}`` reads a 2-D left
+operand transposed), so backward passes materialize no transposes. Batched matmuls
+whose operands have the same batch dims (attention) get batched panels.
 A ``conv2d`` (groups=1) with a known or trained kernel [kh,kw,C,O] becomes
 ``conv2d_packed``: the kernel reshaped to [kh*kw*C, O] and packed the same way (at
 compile time, or per call for a trained kernel), run as an implicit GEMM.
@@ -65,21 +66,26 @@ def layout(g: Graph) -> Graph:
         return _matmul(new_g, *ins)
 
     def _matmul(new_g, a, w):
-        if (w.type.rank != 2 or not isinstance(w.type.shape[1], int)
+        if (w.type.rank < 2 or not isinstance(w.type.shape[-1], int)
                 or w.dtype is not DType.f32 or a.type.rank < 2):
             return None
-        if is_packable(w):       # a weight: one packed copy per weight
+        if w.type.rank > 2 and (a.type.rank != w.type.rank or a.type.shape[:-2] != w.type.shape[:-2]):
+            return None          # broadcast batch dims: the plain matmul
+        n = w.type.shape[-1]
+        if w.type.rank == 2 and is_packable(w):       # a weight: one packed copy per weight
             if w not in packed:
                 packed[w] = new_g.op("pack_panels", w, nr=nr)
             bp = packed[w]
         else:                    # a value of this call (a gradient, an activation)
-            src = _transposed(w)
-            bp = (new_g.op("pack_panels", src, nr=nr, transpose=True) if src is not None
-                  else new_g.op("pack_panels", w, nr=nr))
+            p = w.producer
+            if p is not None and p.op.name == "transpose":     # packed from its source
+                bp = new_g.op("pack_panels", p.inputs[0], nr=nr, perm=tuple(p.attrs["perm"]))
+            else:
+                bp = new_g.op("pack_panels", w, nr=nr)
         src = _transposed(a) if a.type.rank == 2 else None
         if src is not None:
-            return (new_g.op("matmul_packed", src, bp, n=w.type.shape[1], transpose_a=True),)
-        return (new_g.op("matmul_packed", a, bp, n=w.type.shape[1]),)
+            return (new_g.op("matmul_packed", src, bp, n=n, transpose_a=True),)
+        return (new_g.op("matmul_packed", a, bp, n=n),)
 
     def _conv(new_g, n, ins):
         x, w = ins

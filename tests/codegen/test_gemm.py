@@ -106,7 +106,7 @@ def test_layout_packs_run_time_operands_and_absorbs_transposes():
     assert "transpose" not in names and "matmul" not in names
     assert names.count("matmul_packed") == 2
     packs = [n for n in out.nodes if n.op.name == "pack_panels"]
-    assert sorted(n.attrs["transpose"] for n in packs) == [False, True]
+    assert sorted(tuple(n.attrs["perm"]) for n in packs) == [(), (1, 0)]
     assert any(n.attrs["transpose_a"] for n in out.nodes if n.op.name == "matmul_packed")
     exe = kiln.compile(out, passes=[], cache=False)
     for n in (1, 7, 64):
@@ -191,3 +191,37 @@ def test_weights_a_graph_updates_are_packed_at_run_time():
     w0 = g.param_values["w"].astype(np.float64)
     np.testing.assert_allclose(exe(xx), xx @ w0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(exe(xx), xx @ (w0 * 0.5), rtol=1e-5, atol=1e-5)   # repacked
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_matmuls_get_batched_panels_packed_through_their_transposes(threads):
+    """Attention's q @ k^T (k^T a transpose of [B,S,H,D]) and p @ v: batched panels,
+    no transpose materialized for the right operands; M, K, P not multiples of the tiles."""
+    g = Graph("attn")
+    q = g.add_input("q", TensorType(("N", 3, 13, 7)))        # [B, H, T, D]
+    k = g.add_input("k", TensorType(("N", 11, 3, 7)))        # [B, S, H, D]
+    v = g.add_input("v", TensorType(("N", 3, 11, 37)))       # [B, H, S, Dv]
+    s = g.op("matmul", q, g.op("transpose", k, perm=(0, 2, 3, 1)))      # [B, H, T, S]
+    g.set_outputs([g.op("matmul", g.op("relu", s), v)])
+    out = PassManager(["layout", "dce"]).run(g)
+    names = [n.op.name for n in out.nodes]
+    assert "transpose" not in names and names.count("matmul_packed") == 2
+    perms = [tuple(n.attrs["perm"]) for n in out.nodes if n.op.name == "pack_panels"]
+    assert sorted(perms) == [(), (0, 2, 3, 1)]
+    exe = kiln.compile(out, passes=["fusion", "memory"], cache=False, threads=threads)
+    for n in (1, 2, 5):
+        qv, kv, vv = (rng.standard_normal(t.shape[:0] + (n,) + t.shape[1:]).astype(np.float32)
+                      for t in (q.type, k.type, v.type))
+        want = np.maximum(qv @ kv.transpose(0, 2, 3, 1), 0) @ vv
+        np.testing.assert_allclose(exe(qv, kv, vv), want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(kiln.interpret(out, qv, kv, vv), want, rtol=1e-4, atol=1e-4)
+
+
+def test_broadcast_batched_matmul_keeps_the_plain_kernel():
+    g = Graph("bc")
+    a = g.add_input("a", TensorType(("N", 4, 5)))
+    b = g.add_input("b", TensorType((5, 6)))
+    c = g.add_input("c", TensorType((1, 5, 6)))
+    g.set_outputs([g.op("matmul", a, b), g.op("matmul", a, c)])
+    names = [n.op.name for n in PassManager(["layout", "dce"]).run(g).nodes]
+    assert names.count("matmul_packed") == 1 and names.count("matmul") == 1

@@ -53,13 +53,28 @@ def test_pack_panels_needs_a_matrix_with_static_columns():
     g = Graph("e")
     assert g.op("pack_panels", g.add_input("k", TensorType(("N", 4))), nr=4).type.shape == (1, "N", 4)
     assert g.op("pack_panels", g.add_input("t", TensorType((9, "N"))), nr=4,
-                transpose=True).type.shape == (3, "N", 4)
-    with pytest.raises(OpTypeError, match=r"matrix \[K,P\] with a static P"):
+                perm=(1, 0)).type.shape == (3, "N", 4)
+    assert g.op("pack_panels", g.add_input("c", TensorType(("N", 3, 4))), nr=4).type.shape == ("N", 1, 3, 4)
+    with pytest.raises(OpTypeError, match=r"matrix \[\.\.\., K, P\] with a static P"):
         g.op("pack_panels", g.add_input("a", TensorType((4, "N"))), nr=4)
-    with pytest.raises(OpTypeError, match=r"\[P,K\] \(transpose=true\)"):
-        g.op("pack_panels", g.add_input("b", TensorType(("N", 4))), nr=4, transpose=True)
-    with pytest.raises(OpTypeError, match="static P"):
-        g.op("pack_panels", g.add_input("c", TensorType((2, 3, 4))), nr=4)
+    with pytest.raises(OpTypeError, match=r"after perm \[1, 0\]"):
+        g.op("pack_panels", g.add_input("b", TensorType(("N", 4))), nr=4, perm=(1, 0))
+    with pytest.raises(OpTypeError, match="not a permutation"):
+        g.op("pack_panels", g.add_input("d", TensorType((2, 3))), nr=4, perm=(0, 0))
+
+
+def test_batched_pack_panels_and_matmul_packed_references():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    b = rng.standard_normal((2, 6, 3, 5)).astype(np.float32)      # B = b^(0,2,3,1): [2,3,5,6]
+    g = Graph("b")
+    av, bv = g.add_input("a", TensorType(("N", 3, 4, 5))), g.add_input("b", TensorType(("N", 6, 3, 5)))
+    bp = g.op("pack_panels", bv, nr=4, perm=(0, 2, 3, 1))
+    assert bp.type.shape == ("N", 3, 2, 5, 4)
+    g.set_outputs([g.op("matmul_packed", av, bp, n=6)])
+    np.testing.assert_allclose(kiln.interpret(g, a, b), a @ b.transpose(0, 2, 3, 1), rtol=1e-5)
+    with pytest.raises(OpTypeError, match="batch dims"):
+        g.op("matmul_packed", g.add_input("x", TensorType(("N", 2, 4, 5))), bp, n=6)
 
 
 def test_pack_panels_transpose_and_matmul_packed_transpose_a_references():
@@ -69,7 +84,7 @@ def test_pack_panels_transpose_and_matmul_packed_transpose_a_references():
     g = Graph("t")
     av = g.add_input("a", TensorType((5, 3)))
     wv = g.add_input("w", TensorType((7, 5)))
-    bp = g.op("pack_panels", wv, nr=4, transpose=True)
+    bp = g.op("pack_panels", wv, nr=4, perm=(1, 0))
     g.set_outputs([g.op("matmul_packed", av, bp, n=7, transpose_a=True)])
     np.testing.assert_allclose(kiln.interpret(g, a, w), a.T @ w.T, rtol=1e-6)
     with pytest.raises(OpTypeError, match=r"\[K, M\] \(transpose_a\)"):

@@ -17,7 +17,7 @@ import llvmlite.ir as ll
 
 from ...ir.types import Affine
 from ... import target as targets
-from .emit import I32, I64, LLTYPE, const, ptr
+from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
 from .kernels import kernel, kernel_context
 
 MR = 6        # rows of C per register tile
@@ -122,16 +122,16 @@ class ConvRows:
 
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
-                     row_range=None):
+                     row_range=None, batch=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
     in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
-    all; a row range starts at a multiple of MR). ``tile_epilogue(row, j0,
-    width)`` runs after each row of a tile is stored (row: flat row index of C;
-    columns [j0, j0+width))."""
+    all). Batched panels: ``batch`` (an i64 value) picks the batch element -- its rows
+    of A and C and its panels. ``tile_epilogue(row, j0, width)`` runs after each row of
+    a tile is stored (row: flat row index of C; columns [j0, j0+width))."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
-    npanels, _, NR = node.inputs[1].type.shape
+    npanels, _, NR = node.inputs[1].type.shape[-3:]
     n = node.attrs["n"]
     if node.op.family == "conv2d_packed":
         src = ConvRows(kc, a_ptr, a_t, node.outputs[0].type, node.attrs)
@@ -139,6 +139,10 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         src = MatrixRows(kc, a_ptr, a_t, node.attrs.get("transpose_a", False))
     K = src.K                     # an i64 value: symbolic for x^T @ dy (k runs over the batch)
     panel_stride = b.mul(K, I64(NR))
+    if batch is not None:         # this batch element's panels and rows
+        bp_ptr = b.gep(bp_ptr, [b.mul(batch, b.mul(panel_stride, I64(npanels)))], inbounds=True)
+        rows_per = kc.affine(Affine.product(a_t.shape[-2:-1]))
+        row_range = (b.mul(batch, rows_per), b.mul(b.add(batch, I64(1)), rows_per))
     dt = a_t.dtype
     VW = _vec_width(NR)
     nvec = NR // VW
@@ -246,10 +250,16 @@ def gemm_packed_parallel(kc, node, emit):
     ``emit(tc, ranges)`` emits the GEMM (and whatever goes with it) for
     ``gemm_packed_into(..., **ranges)`` into the task context ``tc``. Work estimate:
     rows * K * n multiply-adds."""
-    npanels, K, NR = node.inputs[1].type.shape
+    *batch, npanels, K, NR = node.inputs[1].type.shape
     b = kc.b
     rows = kc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
     work = b.mul(rows, b.mul(kc.affine(Affine.product((K,))), I64(node.attrs["n"])))
+    if batch:                  # batched panels: one unit per batch element
+        def by_batch(tc, lo, hi):
+            with tc.loop(hi, start=lo, name="bt") as bt:
+                emit(tc, {"batch": bt})
+        kc.parallel(kc.affine(Affine.product(tuple(batch))), by_batch, work=work)
+        return
     if npanels >= 4:
         kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work)
         return
@@ -282,39 +292,55 @@ KB = 16      # panel rows per block when packing a transpose
 
 @kernel("pack_panels")
 def emit_pack_panels(module, name, node, symbols):
-    """Run-time packing (constant weights are packed at compile time instead): panels
-    split across the thread pool; columns past P read a clamped address and store 0.
-    ``transpose``: the source is [P, K], read along its rows."""
+    """Run-time packing (constant weights are packed at compile time instead): one work
+    unit per (batch element, panel), split across the thread pool; columns past P read
+    a clamped address and store 0. The source is read through ``perm`` (any strides):
+    when K is its contiguous axis (a transpose), KB panel rows at a time -- NR source
+    runs of KB floats in, one contiguous block out."""
     kc = kernel_context(module, name, node, symbols)
-    npanels, K, NR = node.outputs[0].type.shape
-    transpose = node.attrs["transpose"]
-    P = node.inputs[0].type.shape[0 if transpose else 1]
-    dt = node.inputs[0].type.dtype
+    x_t = node.inputs[0].type
+    *batch, npanels, K, NR = node.outputs[0].type.shape
+    perm = node.attrs["perm"] or tuple(range(x_t.rank))
+    src_strides = contiguous_strides(x_t.shape)
+    strides = [src_strides[i] for i in perm]              # of the logical [..., K, P]
+    P = x_t.shape[perm[-1]]
+    k_contiguous = strides[-2] == Affine(1)
+    dt = x_t.dtype
     zero = const(dt, 0.0)
+    units = kc.b.mul(kc.affine(Affine.product(tuple(batch))), I64(npanels))
 
     def task(tc, lo, hi):
         b = tc.b
         out_ptr, x_ptr = tc.args
         Kv = tc.affine(Affine.product((K,)))
-        with tc.loop(hi, start=lo, name="p") as p:
+        sK, sP = tc.affine(strides[-2]), tc.affine(strides[-1])
+        with tc.loop(hi, start=lo, name="u") as u:
+            p = b.srem(u, I64(npanels))
+            rest, boff = b.sdiv(u, I64(npanels)), I64(0)
+            for d in reversed(range(len(batch))):       # the batch element's source offset
+                size = tc.affine(Affine.product((batch[d],)))
+                boff = b.add(boff, b.mul(b.srem(rest, size), tc.affine(strides[d])))
+                rest = b.sdiv(rest, size)
+            base = b.mul(u, Kv)
+
             def element(k, j):
                 col = b.add(b.mul(p, I64(NR)), j)
                 inside = b.icmp_signed("<", col, I64(P))
                 safe = b.select(inside, col, I64(P - 1))
-                src = b.add(b.mul(safe, Kv), k) if transpose else b.add(b.mul(k, I64(P)), safe)
-                dst = b.add(b.mul(b.add(b.mul(p, Kv), k), I64(NR)), j)
+                src = b.add(boff, b.add(b.mul(k, sK), b.mul(safe, sP)))
+                dst = b.add(b.mul(b.add(base, k), I64(NR)), j)
                 tc.store(b.select(inside, tc.load(x_ptr, src, dt), zero), out_ptr, dst, dt)
-            if transpose:     # blocks of KB rows of the panel: NR source runs of KB floats
-                with tc.loop(Kv, name="kb", step=KB) as kb:   # in, one contiguous block out
-                    rest = b.sub(Kv, kb)
-                    stop = b.select(b.icmp_signed("<", rest, I64(KB)), rest, I64(KB))
+            if k_contiguous:
+                with tc.loop(Kv, name="kb", step=KB) as kb:
+                    left = b.sub(Kv, kb)
+                    stop = b.select(b.icmp_signed("<", left, I64(KB)), left, I64(KB))
                     with tc.loop(I64(NR), name="j") as j:
                         with tc.loop(stop, name="kk") as kk:
                             element(b.add(kb, kk), j)
-            else:             # contiguous reads and writes of a panel row
+            else:             # contiguous writes of a panel row
                 with tc.loop(Kv, name="k") as k:
                     with tc.loop(I64(NR), name="j") as j:
                         element(k, j)
 
-    kc.parallel(I64(npanels), task, work=kc.b.mul(kc.affine(Affine.product((K,))), I64(npanels * NR)))
+    kc.parallel(units, task, work=kc.b.mul(kc.affine(Affine.product((K,))), kc.b.mul(units, I64(NR))))
     return kc.finish()

@@ -5,10 +5,14 @@ zero-padded): the microkernel reads one row of a panel (nr contiguous floats) pe
 step of k. The layout pass inserts it on constant weights, where constant folding
 runs it once at compile time, and on values known only at run time (weights being
 trained, gradients), where it runs once per call; ``matmul_packed{n}`` multiplies by
-a packed matrix. ``transpose=true`` packs the transpose of a [P, K] matrix, and
+a packed matrix. ``pack_panels{perm}`` packs ``transpose(x, perm)`` straight from
+``x`` (a 2-D transpose, or attention's key transpose [B,S,H,D] -> [B,H,D,S]), and
 ``matmul_packed{transpose_a=true}`` reads its left operand [K, M] transposed -- so
 the ``x^T @ dy`` and ``dy @ W^T`` of a backward pass never materialize a transpose.
-K may be symbolic (the batch axis of ``x^T @ dy``); P is static.
+K may be symbolic (the batch axis of ``x^T @ dy``); P is static. Leading dims are
+batch dims: [..., K, P] packs to [..., ceil(P/nr), K, nr], one set of panels per
+batch element, and ``matmul_packed`` of an [..., M, K] operand with the same batch
+dims multiplies batch by batch (attention's ``q @ k^T`` and ``p @ v``).
 """
 from __future__ import annotations
 
@@ -29,20 +33,27 @@ class PackPanels(OpDef):
     kind = Kind.INJECTIVE
     family = "pack_panels"
     num_inputs = 1
-    attrs = (Attr("nr", AttrKind.INT), Attr("transpose", AttrKind.BOOL, False))
+    attrs = (Attr("nr", AttrKind.INT), Attr("perm", AttrKind.INTS, ()))
 
-    def infer(self, x: TensorType, *, nr, transpose):
-        k, p = x.shape[::-1] if transpose and x.rank == 2 else (x.shape + (None, None))[:2]
-        if x.rank != 2 or not isinstance(p, int):
-            want = "[P,K] (transpose=true)" if transpose else "[K,P]"
+    def infer(self, x: TensorType, *, nr, perm):
+        if perm and sorted(perm) != list(range(x.rank)):
+            raise OpTypeError(f"pack_panels: perm {list(perm)} is not a permutation of "
+                              f"0..{x.rank - 1} for {x}")
+        shape = tuple(x.shape[i] for i in perm) if perm else x.shape
+        if x.rank < 2 or not isinstance(shape[-1], int):
+            want = f"[..., K, P] after perm {list(perm)}" if perm else "[..., K, P]"
             raise OpTypeError(f"pack_panels: expects a matrix {want} with a static P, got {x}")
         if nr < 1:
             raise OpTypeError(f"pack_panels: nr must be >= 1, got {nr}")
-        return TensorType((-(-p // nr), k, nr), x.dtype)
+        *batch, k, p = shape
+        return TensorType((*batch, -(-p // nr), k, nr), x.dtype)
 
-    def reference(self, x, *, nr, transpose):
-        if transpose:
-            x = x.T
+    def reference(self, x, *, nr, perm):
+        if perm:
+            x = np.transpose(x, perm)
+        if x.ndim > 2:
+            return np.stack([self.reference(m, nr=nr, perm=()) for m in x.reshape(-1, *x.shape[-2:])]
+                            ).reshape(*x.shape[:-2], -(-x.shape[-1] // nr), x.shape[-2], nr)
         k, p = x.shape
         npanels = -(-p // nr)
         padded = np.zeros((k, npanels * nr), x.dtype)
@@ -52,8 +63,10 @@ class PackPanels(OpDef):
 
 @register
 class MatMulPacked(OpDef):
-    """[..., M, K] @ B -> [..., M, n] where ``bp`` is B packed by ``pack_panels``;
-    ``transpose_a``: ``a`` is [K, M] and A is its transpose (rank 2 only)."""
+    """[..., M, K] @ B -> [..., M, n] where ``bp`` is B packed by ``pack_panels``:
+    one matrix [np, K, nr] for every row of ``a``, or batched panels [..., np, K, nr]
+    with ``a``'s batch dims; ``transpose_a``: ``a`` is [K, M] and A is its transpose
+    (rank 2 only)."""
     name = "matmul_packed"
     kind = Kind.OUT_FUSABLE
     family = "matmul_packed"
@@ -63,11 +76,14 @@ class MatMulPacked(OpDef):
     def infer(self, a: TensorType, bp: TensorType, *, n, transpose_a):
         if a.dtype != bp.dtype or not a.dtype.is_float:
             raise OpTypeError(f"matmul_packed: expects floating operands of one dtype, got {a}, {bp}")
-        if a.rank < 2 or bp.rank != 3 or (transpose_a and a.rank != 2):
-            want = "[K, M] (transpose_a)" if transpose_a else "[..., M, K]"
-            raise OpTypeError(f"matmul_packed: expects {want} and panels [P/nr, K, nr], "
+        batched = bp.rank > 3
+        if (a.rank < 2 or bp.rank < 3 or (transpose_a and (a.rank != 2 or batched))
+                or (batched and (a.rank != bp.rank - 1 or a.shape[:-2] != bp.shape[:-3]))):
+            want = ("[K, M] (transpose_a)" if transpose_a else
+                    "[..., M, K] with the panels' batch dims" if batched else "[..., M, K]")
+            raise OpTypeError(f"matmul_packed: expects {want} and panels [..., P/nr, K, nr], "
                               f"got {a}, {bp}")
-        npanels, k, nr = bp.shape
+        npanels, k, nr = bp.shape[-3:]
         rows, inner = (a.shape[1:], a.shape[0]) if transpose_a else (a.shape[:-1], a.shape[-1])
         if inner != k:
             raise OpTypeError(f"matmul_packed: inner dimensions differ: {a} @ {bp}")
@@ -76,6 +92,9 @@ class MatMulPacked(OpDef):
         return TensorType(rows + (n,), a.dtype)
 
     def reference(self, a, bp, *, n, transpose_a):
+        if bp.ndim > 3:
+            b = np.stack([unpack_panels(m, n) for m in bp.reshape(-1, *bp.shape[-3:])])
+            return np.matmul(a, b.reshape(*bp.shape[:-3], *b.shape[-2:]))
         return np.matmul(a.T if transpose_a else a, unpack_panels(bp, n))
 
 
