@@ -165,9 +165,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
     tile_ptr = b.bitcast(tile, ptr(dt))
 
+    masked = isinstance(src, ConvRows)   # see the row loops below
+
     def micro(i, R, jp, widths):
         """Rows i..i+R of C times panels jp..jp+len(widths): R * len(widths) * nvec
-        vector accumulators."""
+        vector accumulators. ``masked``: rows past the end repeat the last row's
+        reads and store nothing."""
         G = len(widths)
         acc = [row[:nvec * G] for row in accs[:R]]
         for row in acc:
@@ -186,26 +189,40 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 for q in range(nvec * G):
                     b.store(b.call(fma, [sa, bvec[q], b.load(acc[r][q])]), acc[r][q])
 
-        src.k_loop([b.add(i, I64(r)) for r in range(R)], step)
+        last = b.sub(rows, I64(1))
+        src.k_loop([b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
+                    for r in range(R)], step)
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
-                crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
-                vecs = acc[r][g * nvec:(g + 1) * nvec]
-                if width == NR:
-                    for v in range(nvec):
-                        dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
-                        b.store(b.load(vecs[v]), dst, align=dt.itemsize)
-                else:  # partial last panel: through the stack tile, only the valid columns
-                    for v in range(nvec):
-                        dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
-                        b.store(b.load(vecs[v]), dst, align=dt.itemsize)
-                    with kc.loop(I64(width), name="w") as j:
-                        kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
-                                 b.add(crow, j), dt)
+                if masked and r:
+                    with b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last)):
+                        store_row(acc, g, r, i, j0, width)
+                else:
+                    store_row(acc, g, r, i, j0, width)
             if tile_epilogue is not None:
                 for r in range(R):
-                    tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+                    if masked and r:
+                        with b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last)):
+                            tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+                    else:
+                        tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+
+    def store_row(acc, g, r, i, j0, width):
+        """Row r of the tile's panel g into C (the partial panel through the stack)."""
+        crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
+        vecs = acc[r][g * nvec:(g + 1) * nvec]
+        if width == NR:
+            for v in range(nvec):
+                dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
+                b.store(b.load(vecs[v]), dst, align=dt.itemsize)
+        else:  # partial last panel: through the stack tile, only the valid columns
+            for v in range(nvec):
+                dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
+                b.store(b.load(vecs[v]), dst, align=dt.itemsize)
+            with kc.loop(I64(width), name="w") as j:
+                kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
+                         b.add(crow, j), dt)
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
@@ -218,7 +235,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     has_partial = b.and_(b.icmp_signed("==", pe, I64(npanels)), ll.Constant(ll.IntType(1),
                                                                             full_panels < npanels))
 
-    # full MR-row blocks: panel-outer, so a panel stays in cache while the rows stream by
+    # full MR-row blocks: panel-outer, so a panel stays in cache while the rows stream by.
+    # A convolution's last, partial block runs the same code masked (one copy of its
+    # tap loops fewer: smaller code, faster compiles); a matmul's leftover rows -- all
+    # of them at batch 1 -- take the GEMV path below.
+    if masked:
+        full_rows = rows
     with kc.loop(fe, start=pb, name="jp") as jp:
         with kc.loop(full_rows, start=r0, name="ib", step=MR) as i:
             micro(i, MR, jp, [NR])
@@ -227,6 +249,8 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             with kc.loop(full_rows, start=r0, name="ibp", step=MR) as i:
                 micro(i, MR, I64(full_panels), [last_width])
 
+    if masked:
+        return
     # leftover rows (all rows at batch 1): GROUP panels at a time, for enough
     # independent accumulators to hide the FMA latency
     span = b.sub(fe, pb)
