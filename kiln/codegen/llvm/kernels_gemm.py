@@ -241,9 +241,10 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     # of them at batch 1 -- take the GEMV path below.
     if masked:
         full_rows = rows
-    with kc.loop(fe, start=pb, name="jp") as jp:
-        with kc.loop(full_rows, start=r0, name="ib", step=MR) as i:
-            micro(i, MR, jp, [NR])
+    if full_panels:          # (variants that cannot run are not emitted)
+        with kc.loop(fe, start=pb, name="jp") as jp:
+            with kc.loop(full_rows, start=r0, name="ib", step=MR) as i:
+                micro(i, MR, jp, [NR])
     if full_panels < npanels:
         with b.if_then(has_partial):
             with kc.loop(full_rows, start=r0, name="ibp", step=MR) as i:
@@ -256,10 +257,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     span = b.sub(fe, pb)
     grouped_end = b.add(pb, b.mul(b.sdiv(span, I64(GROUP)), I64(GROUP)))
     with kc.loop(rows, start=full_rows, name="ir") as i:
-        with kc.loop(grouped_end, start=pb, name="jg", step=GROUP) as jp:
-            micro(i, 1, jp, [NR] * GROUP)
-        with kc.loop(fe, start=grouped_end, name="j1") as jp:
-            micro(i, 1, jp, [NR])
+        if full_panels >= GROUP:
+            with kc.loop(grouped_end, start=pb, name="jg", step=GROUP) as jp:
+                micro(i, 1, jp, [NR] * GROUP)
+        if full_panels:
+            with kc.loop(fe, start=grouped_end, name="j1") as jp:
+                micro(i, 1, jp, [NR])
         if full_panels < npanels:
             with b.if_then(has_partial):
                 micro(i, 1, I64(full_panels), [last_width])
