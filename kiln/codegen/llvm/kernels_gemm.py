@@ -241,14 +241,20 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     # of them at batch 1 -- take the GEMV path below.
     if masked:
         full_rows = rows
-    if full_panels:          # (variants that cannot run are not emitted)
-        with kc.loop(fe, start=pb, name="jp") as jp:
-            with kc.loop(full_rows, start=r0, name="ib", step=MR) as i:
-                micro(i, MR, jp, [NR])
-    if full_panels < npanels:
-        with b.if_then(has_partial):
-            with kc.loop(full_rows, start=r0, name="ibp", step=MR) as i:
-                micro(i, MR, I64(full_panels), [last_width])
+    # Rows go in blocks of MC (A's block stays in L2 while every panel passes over it;
+    # without blocking, a tall A -- a conv's windows, a Transformer's tokens -- would
+    # stream from memory once per panel).
+    mc = row_block_rows(node)
+    with kc.loop(full_rows, start=r0, name="rb", step=mc) as rb:
+        rb_end = smin(b.add(rb, I64(mc)), full_rows)
+        if full_panels:          # (variants that cannot run are not emitted)
+            with kc.loop(fe, start=pb, name="jp") as jp:
+                with kc.loop(rb_end, start=rb, name="ib", step=MR) as i:
+                    micro(i, MR, jp, [NR])
+        if full_panels < npanels:
+            with b.if_then(has_partial):
+                with kc.loop(rb_end, start=rb, name="ibp", step=MR) as i:
+                    micro(i, MR, I64(full_panels), [last_width])
 
     if masked:
         return
@@ -269,6 +275,17 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
 
 
 ROW_BLOCK = 8 * MR   # rows per work unit when a GEMM is split by rows
+A_BLOCK_BYTES = 256 * 1024   # A's row block: well inside a core's L2
+
+
+def row_block_rows(node) -> int:
+    """MC: rows of A per cache block, a multiple of MR -- A_BLOCK_BYTES of A, at
+    least 8 MR rows (then B panels are re-read at most once per 48 rows), at most 4096."""
+    K = node.inputs[1].type.shape[-2]
+    k = K if isinstance(K, int) else 512          # a symbolic depth (x^T @ dy): a guess
+    itemsize = node.inputs[0].type.dtype.itemsize
+    rows = A_BLOCK_BYTES // max(1, k * itemsize)
+    return max(8 * MR, min(4096, rows // MR * MR))
 
 
 def gemm_packed_parallel(kc, node, emit):
