@@ -15,8 +15,9 @@ converted to seconds with a calibration of the counter against ``time.perf_count
     print(kiln.profile.report(exe))
 
 Multi-threaded kernels are timed from the calling thread, so a row is the wall time
-the kernel took, whatever the pool did inside it. A ``scan`` is one row (its body's
-kernels run inside it).
+the kernel took, whatever the pool did inside it. A ``scan``'s row is followed by
+rows of its body's kernels (indented; their calls count every step), whose times
+are part of the scan's.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def enabled() -> bool:
 
 @dataclass
 class Row:
-    index: int
+    index: str           # "3", or "3.1" for kernel 1 of kernel 3's region (a scan body)
     kernel: str
     what: str            # the op, or for a fusion group the ops it fuses
     shape: str           # the (first) result's type
@@ -49,12 +50,13 @@ class Row:
         return self.seconds / self.calls if self.calls else 0.0
 
 
-def _counters(exe) -> np.ndarray:
-    name = getattr(exe._lowered, "profile", None)
+def _counters(exe, lowered=None) -> np.ndarray:
+    lowered = lowered or exe._lowered
+    name = getattr(lowered, "profile", None)
     if not name:
         raise ValueError("this executable was compiled without profiling: "
                          "kiln.compile(..., profile=True) or KILN_PROFILE=1")
-    n = 2 * (len(exe._lowered.kernels) + 1)
+    n = 2 * (len(lowered.kernels) + 1)
     addr = exe._compiled.engine.get_global_value_address(name)
     return np.ctypeslib.as_array((ctypes.c_int64 * n).from_address(addr))
 
@@ -81,37 +83,48 @@ def _what(node) -> str:
 
 
 def rows(exe) -> list:
-    """Rows of every kernel, then ``(rest of the entry)``, from the counters so far."""
-    c = _counters(exe)
+    """Rows of every kernel (each followed by its region's kernels), then ``(rest of
+    the entry)``, from the counters so far."""
     hz = cycles_per_second(exe)
+    regions = exe._lowered.regions or {}
     out = []
-    kernels = exe._lowered.kernels
-    for i, (kname, node) in enumerate(kernels):
-        out.append(Row(i, kname, _what(node), str(node.outputs[0].type),
-                       int(c[2 * i + 1]), c[2 * i] / hz))
-    k = len(kernels)
-    inside = sum(r.seconds for r in out)
-    out.append(Row(k, "(rest of the entry)", "output and state copies, addressing",
+
+    def kernel_rows(lowered, prefix, depth):
+        c = _counters(exe, lowered)
+        for i, (kname, node) in enumerate(lowered.kernels):
+            out.append(Row(f"{prefix}{i}", "  " * depth + kname.rsplit(".", 1)[-1] if depth else kname,
+                           _what(node), str(node.outputs[0].type), int(c[2 * i + 1]), c[2 * i] / hz))
+            if kname in regions:
+                kernel_rows(regions[kname], f"{prefix}{i}.", depth + 1)
+        return c
+
+    c = kernel_rows(exe._lowered, "", 0)
+    k = len(exe._lowered.kernels)
+    inside = sum(r.seconds for r in out if "." not in r.index)
+    out.append(Row(str(k), "(rest of the entry)", "output and state copies, addressing",
                    "", int(c[2 * k + 1]), max(c[2 * k] / hz - inside, 0.0)))
     return out
 
 
 def reset(exe) -> None:
     _counters(exe)[:] = 0
+    for lowered in (exe._lowered.regions or {}).values():
+        _counters(exe, lowered)[:] = 0
 
 
 def report(exe, top: int | None = None) -> str:
     """A text table of the counters: kernels in call order (or the ``top`` slowest)."""
     rs = rows(exe)
-    total = sum(r.seconds for r in rs)
-    calls = max((r.calls for r in rs), default=0)
+    top_rows = [r for r in rs if "." not in r.index]
+    total = sum(r.seconds for r in top_rows)
+    calls = max((r.calls for r in top_rows), default=0)
     shown = sorted(rs, key=lambda r: -r.seconds)[:top] if top else rs
-    lines = [f"{'#':>3}  {'kernel':<28} {'calls':>6} {'us/call':>10} {'%':>6}  what -> result",
+    lines = [f"{'#':>5}  {'kernel':<28} {'calls':>7} {'us/call':>10} {'%':>6}  what -> result",
              "-" * 100]
     for r in shown:
         pct = 100 * r.seconds / total if total else 0.0
         what = r.what if len(r.what) <= 60 else r.what[:57] + "..."
-        lines.append(f"{r.index:>3}  {r.kernel:<28} {r.calls:>6} {1e6 * r.per_call:>10.1f} "
+        lines.append(f"{r.index:>5}  {r.kernel:<28} {r.calls:>7} {1e6 * r.per_call:>10.1f} "
                      f"{pct:>6.1f}  {what} -> {r.shape}")
     per = total / calls if calls else 0.0
     lines.append("-" * 100)

@@ -45,3 +45,20 @@ def test_unprofiled_executable_says_how_to_profile():
     exe = kiln.compile(_model(), profile=False)
     with pytest.raises(ValueError, match="profile=True"):
         kiln.profile.report(exe)
+
+
+def test_scan_bodies_get_rows_of_their_own():
+    kiln.utils.set_random_seed(4)
+    model = kiln.Sequential([kiln.Input((7, 3)), kiln.layers.LSTM(5), kiln.layers.Dense(2)])
+    exe = kiln.compile(model, profile=True)
+    x = np.random.default_rng(2).random((4, 7, 3), dtype=np.float32)
+    for _ in range(3):
+        np.testing.assert_allclose(exe(x), kiln.compile(model, cache=False)(x), rtol=1e-6)
+    rows = kiln.profile.rows(exe)
+    (scan,) = [r for r in rows if r.what == "scan"]
+    body = [r for r in rows if r.index.startswith(scan.index + ".")]
+    assert body and all(r.calls == 3 * 7 for r in body)        # every step of every call
+    assert sum(r.seconds for r in body) <= scan.seconds
+    assert scan.calls == 3 and body[0].kernel.startswith("  k")
+    kiln.profile.reset(exe)
+    assert all(r.calls == 0 for r in kiln.profile.rows(exe))

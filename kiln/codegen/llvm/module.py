@@ -44,6 +44,7 @@ class LoweredModule:
     param_names: list
     kernels: list            # (kernel function name, node) in call order
     profile: str | None = None   # the counters' global (``profile=True``), see below
+    regions: dict = None         # profiled: kernel name -> the LoweredModule of its region
 
 
 def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None,
@@ -58,6 +59,10 @@ def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None
     reads the counter (to calibrate cycles against wall time). See kiln/runtime/profile.py."""
     m = module if module is not None else ll.Module(name=g.name)
     local = "" if module is None else prefix
+    if module is None:
+        m.kiln_profile = profile       # regions (scan bodies) lowered into m follow it
+        m.kiln_regions = {}            # kernel name -> the region's LoweredModule
+    profile = profile or (module is not None and getattr(m, "kiln_profile", False))
     symbols = g.symbols if symbols is None else symbols
     storage = classify(g)
     offsets = g.arena if g.arena is not None else plan_memory(g)
@@ -91,15 +96,24 @@ def lower_graph(g: Graph, prefix: str = "kiln_", module: ll.Module | None = None
     counters = _profile_globals(m, prefix, len(kernels)) if profile else None
     entry = _emit_entry(m, prefix + "main", g, storage, offsets, globals_, kernels, symbols, scratch,
                         counters)
+    lowered = LoweredModule(m, prefix + "main", symbols, size, list(g.params), kernels,
+                            counters.name if counters is not None else None)
     if module is not None:
         entry.linkage = "internal"
-    return LoweredModule(m, prefix + "main", symbols, size, list(g.params), kernels,
-                         counters.name if counters is not None else None)
+        if profile:
+            getattr(m, "kiln_regions", {})[prefix.rstrip(".")] = lowered
+    else:
+        lowered.regions = m.kiln_regions
+    return lowered
 
 
 def _profile_globals(m, prefix, nkernels):
     arr = ll.ArrayType(I64, 2 * (nkernels + 1))
     gv = ll.GlobalVariable(m, arr, prefix + "profile")
+    if prefix.endswith("."):          # a region's counters: no reader function of its own
+        gv.initializer = ll.Constant(arr, None)
+        gv.align = ALIGN
+        return gv
     gv.initializer = ll.Constant(arr, None)
     gv.align = ALIGN
     fn = ll.Function(m, ll.FunctionType(I64, []), prefix + "cycles")

@@ -1,7 +1,7 @@
 """Where kiln's time goes, kernel by kernel, on the benchmark models (kiln only: no peer
 is imported, so it runs in the test environment too).
 
-    python bench/profile.py --models mlp,cnn --batch 1,256 --train
+    python bench/kernel_profile.py --models mlp,cnn --batch 1,256 --train
 
 prints, per model, ``kiln.profile.report`` of the inference executable at each batch
 size and (``--train``) of the compiled training step (Adam, batch 128).
@@ -43,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--top", type=int, default=0, help="show only the N slowest kernels")
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
+    if a.threads:       # the training step's executables take the default thread count
+        os.environ["KILN_NUM_THREADS"] = str(a.threads)
     for name in a.models.split(","):
         define, shape, dtype = DEFS[name]
         kiln.utils.set_random_seed(0)
