@@ -1,9 +1,12 @@
 """Kernels for the ops backward passes need (kiln/ir/ops/grad.py): scatter_add,
 conv2d_backprop_kernel, max_pool2d_grad and avg_pool2d_grad.
 
-Each zeroes its output, then accumulates into it. Loop nests keep a contiguous
-channel (or row) loop innermost, as the forward kernels in kernels_nn.py do; window
-positions in the padding are skipped by bounds checks, never read.
+The direct kernels here zero their output, then accumulate into it. Loop nests keep a
+contiguous channel (or row) loop innermost, as the forward kernels in kernels_nn.py
+do; window positions in the padding are skipped by bounds checks, never read. The
+hot ones of a CNN's training step have faster forms elsewhere: conv2d_backprop_kernel
+(f32, one group) as a register-blocked GEMM in kernels_convgrad.py, max_pool2d_grad
+vectorized over channels in kernels_pool.py.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from ...ir.types import DType
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
 from .kernels_nn import _FLAGS, _lin, _mac, _smax, _smin, grouped_taps, window_taps
+from . import kernels_convgrad as convgrad
+from . import kernels_pool
 
 
 def _zero(kc, ptr, t):
@@ -53,12 +58,16 @@ def emit_scatter_add(module, name, node, symbols):
 def emit_conv2d_backprop_kernel(module, name, node, symbols):
     """For each output pixel and kernel tap (i, j) whose input pixel is inside the
     image, for each input channel c of each group: dw[i, j, c, group's outputs] +=
-    x[pixel, c] * dy[pixel's outputs] (contiguous along the outputs)."""
-    kc = kernel_context(module, name, node, symbols)
+    x[pixel, c] * dy[pixel's outputs] (contiguous along the outputs). f32 with one group
+    runs as a register-blocked GEMM instead (kernels_convgrad.py). Either way the kernel
+    takes the node's scratch (SCRATCH) after its buffers."""
+    if convgrad.eligible(node):
+        return convgrad.emit_backprop_kernel_gemm(module, name, node, symbols)
+    kc = convgrad.context(module, name, node, symbols)
     b = kc.b
     x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
-    w_ptr, x_ptr, dy_ptr = kc.args
+    w_ptr, x_ptr, dy_ptr, _ = kc.args
     _, Ho, Wo, O = dy_t.shape
     kh, kw, cg, _ = w_t.shape
     groups = node.attrs["groups"]
@@ -95,37 +104,11 @@ def _windows(kc, node, x_shape, body):
 
 @kernel("max_pool2d_grad")
 def emit_max_pool2d_grad(module, name, node, symbols):
-    """Per output pixel and channel: scan the clipped window row-major for the first
-    maximum (a later element wins only if greater, or if it is the first NaN), then
-    add dy to dx there."""
+    """Per output pixel and channel vector: the window's first maximum (a later element
+    wins only if greater, or if it is the first NaN) gets dy, the rest of the window 0
+    (kernels_pool.py)."""
     kc = kernel_context(module, name, node, symbols)
-    b = kc.b
-    x_t = node.inputs[0].type
-    dt = x_t.dtype
-    dx_ptr, x_ptr, dy_ptr = kc.args
-    _, H, W, C = x_t.shape
-    _zero(kc, dx_ptr, x_t)
-    with b.goto_entry_block():
-        best_slot = b.alloca(LLTYPE[dt])
-        idx_slot = b.alloca(I64)
-
-    def body(n, obase, ys, xs):
-        with kc.loop(I64(C), name="c") as c:
-            b.store(I64(-1), idx_slot)
-            b.store(const(dt, float("-inf")), best_slot)
-            with kc.loop(ys[1], start=ys[0], name="y") as y:
-                with kc.loop(xs[1], start=xs[0], name="x") as x:
-                    off = b.add(b.mul(_lin(b, n, y, H, x, W), I64(C)), c)
-                    v, best, idx = kc.load(x_ptr, off, dt), b.load(best_slot), b.load(idx_slot)
-                    gt = b.and_(b.fcmp_ordered("ord", best, best), b.fcmp_unordered(">", v, best))
-                    better = b.or_(b.icmp_signed("<", idx, I64(0)), gt)
-                    b.store(b.select(better, v, best), best_slot)
-                    b.store(b.select(better, off, idx), idx_slot)
-            idx = b.load(idx_slot)
-            with b.if_then(b.icmp_signed(">=", idx, I64(0))):
-                _add_to(kc, dt, dx_ptr, idx, kc.load(dy_ptr, b.add(obase, c), dt))
-
-    _windows(kc, node, x_t.shape, body)
+    kernels_pool.emit_max_pool2d_grad(kc, node)
     return kc.finish()
 
 

@@ -1,4 +1,5 @@
-"""Direct (loop-nest) kernels for conv2d, conv2d_transpose and 2D pooling, NHWC.
+"""Direct (loop-nest) kernels for conv2d and conv2d_transpose, NHWC; 2D pooling
+dispatches to the channel-vectorized kernels of kernels_pool.py.
 
 Correct first: every loop nest keeps a contiguous channel loop innermost so LLVM
 vectorizes it; window positions that fall in the padding are skipped by bounds
@@ -7,10 +8,9 @@ register-blocked microkernels replace these in [cpu-speed].
 """
 from __future__ import annotations
 
-import llvmlite.ir as ll
-
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
+from . import kernels_convt, kernels_pool
 
 _FLAGS = ["contract"]
 
@@ -124,8 +124,12 @@ def emit_conv2d_transpose(module, name, node, symbols):
     """Scatter form: zero the output; for each input pixel and kernel tap (i, j) whose
     output pixel (y*sh + i*dh - top, x*sw + j*dw - left) is inside the output, add
     sum_c x[pixel, c] * w[i, j, o, c] to out[.., o] for every o (the sum over c runs
-    along contiguous rows of x and of the (kh,kw,O,C) kernel)."""
+    along contiguous rows of x and of the (kh,kw,O,C) kernel). Static spatial sizes run
+    the gather form of kernels_convt.py instead."""
     kc = kernel_context(module, name, node, symbols)
+    if all(isinstance(d, int) for d in node.inputs[0].type.shape[1:]):
+        kernels_convt.emit_conv2d_transpose_gather(kc, node)
+        return kc.finish()
     b = kc.b
     x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
@@ -167,50 +171,8 @@ def emit_conv2d_transpose(module, name, node, symbols):
 
 @kernel("pool2d")
 def emit_pool2d(module, name, node, symbols):
-    """For each output pixel: clip its window to the image, then take the max (or the
-    sum, times 1/number of covered elements for the average) over the covered input
-    pixels, channels innermost. Images are split across the thread pool."""
+    """max_pool2d / avg_pool2d: per output pixel, the window clipped to the image, one
+    channel vector at a time (kernels_pool.py); images split across the thread pool."""
     kc = kernel_context(module, name, node, symbols)
-    x_t, out_t = node.inputs[0].type, node.outputs[0].type
-    dt = x_t.dtype
-    t = LLTYPE[dt]
-    _, H, W, C = x_t.shape
-    _, Ho, Wo, _ = out_t.shape
-    kh, kw = node.attrs["window"]
-    sh, sw = node.attrs["strides"]
-    pt, _, pl, _ = node.attrs["pads"]
-    is_max = node.op.name == "max_pool2d"
-    vmax = module.declare_intrinsic("llvm.maximum", [t], ll.FunctionType(t, [t, t]))
-
-    def images(tc, lo, hi):
-        b = tc.b
-        out_ptr, x_ptr = tc.args
-        with tc.loop(hi, start=lo, name="n") as n:
-            with tc.loop(I64(Ho), name="oy") as oy:
-                y0 = b.sub(b.mul(oy, I64(sh)), I64(pt))
-                ylo, yhi = _smax(b, y0, I64(0)), _smin(b, b.add(y0, I64(kh)), I64(H))
-                with tc.loop(I64(Wo), name="ox") as ox:
-                    x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
-                    xlo, xhi = _smax(b, x0, I64(0)), _smin(b, b.add(x0, I64(kw)), I64(W))
-                    obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(C))
-                    init = const(dt, float("-inf") if is_max else 0.0)
-                    with tc.loop(I64(C), name="z") as c:
-                        tc.store(init, out_ptr, b.add(obase, c), dt)
-                    with tc.loop(yhi, start=ylo, name="y") as y:
-                        with tc.loop(xhi, start=xlo, name="x") as x:
-                            xbase = b.mul(_lin(b, n, y, H, x, W), I64(C))
-                            with tc.loop(I64(C), name="c") as c:
-                                oi = b.add(obase, c)
-                                v, acc = tc.load(x_ptr, b.add(xbase, c), dt), tc.load(out_ptr, oi, dt)
-                                r = b.call(vmax, [acc, v]) if is_max else b.fadd(acc, v)
-                                tc.store(r, out_ptr, oi, dt)
-                    if not is_max:
-                        count = b.mul(b.sub(yhi, ylo), b.sub(xhi, xlo))
-                        inv = b.fdiv(const(dt, 1), b.sitofp(count, t))
-                        with tc.loop(I64(C), name="s") as c:
-                            oi = b.add(obase, c)
-                            tc.store(b.fmul(tc.load(out_ptr, oi, dt), inv), out_ptr, oi, dt)
-
-    batch = kc.dim(x_t.shape[0])
-    kc.parallel(batch, images, work=kc.b.mul(batch, I64(Ho * Wo * C * kh * kw)))
+    kernels_pool.emit_pool2d(kc, node)
     return kc.finish()
