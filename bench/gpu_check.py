@@ -5,7 +5,9 @@ with the same models in PyTorch on the same GPU for a ratio when torch (a CUDA b
 is importable. Never part of the test run (the tests use numba's CUDA simulator).
 
     python bench/gpu_check.py [--rounds 20] [--batch 256] [--skip-models] [--json out.json]
+                              [--tiles '64,64,16,4,4;128,128,8,8,8']   # GEMM tile sweep
     NUMBA_ENABLE_CUDASIM=1 python bench/gpu_check.py --smoke   # tiny shapes: checks the script
+    CUDA_HOME=/usr/local/cuda python bench/gpu_check.py --ptx [--tiles ...]   # no GPU: PTX + ptxas -v
 
 Needs an NVIDIA GPU, its driver, and numba's CUDA target (``pip install kiln[cuda]``).
 Do NOT set NUMBA_ENABLE_CUDASIM. Exit status 1 if a kernel family disagrees with the
@@ -99,6 +101,24 @@ def families():
         ("conv2d 3x3 64->64 + bias + relu", _graph(
             conv, [("N", sz(32, 4), sz(32, 4), sz(64, 2)), (3, 3, sz(64, 2), sz(64, 3)), (sz(64, 3),)]),
          ["simplify", "fusion", "memory"], sz(32, 2)),
+        ("matmul 1000x999 @ 999x1001 (tile edges)", _graph(
+            lambda g, x, w: g.op("matmul", x, w), [("N", sz(999, 7)), (sz(999, 7), sz(1001, 9))]),
+         [], sz(1000, 3)),
+        ("conv2d 3x3 stride 2 'same' 64->128", _graph(
+            lambda g, x, w: g.op("conv2d", x, w, strides=(2, 2), pads=(0, 1, 0, 1)),
+            [("N", sz(32, 5), sz(32, 5), sz(64, 3)), (3, 3, sz(64, 3), sz(128, 4))]), [], sz(32, 2)),
+        ("conv2d 1x1 256->64", _graph(lambda g, x, w: g.op("conv2d", x, w),
+                                      [("N", sz(16, 3), sz(16, 3), sz(256, 5)), (1, 1, sz(256, 5), sz(64, 3))]),
+         [], sz(64, 2)),
+        ("conv2d 3x3 dilation 2, 2 groups", _graph(
+            lambda g, x, w: g.op("conv2d", x, w, dilations=(2, 2), pads=(2, 2, 2, 2), groups=2),
+            [("N", sz(16, 5), sz(16, 5), sz(64, 4)), (3, 3, sz(32, 2), sz(64, 4))]), [], sz(32, 2)),
+        ("conv2d_backprop_kernel 3x3 64->64 (split-K)", _graph(
+            lambda g, x, dy: g.op("conv2d_backprop_kernel", x, dy, kernel=(3, 3), pads=(1, 1, 1, 1)),
+            [("N", sz(32, 4), sz(32, 4), sz(64, 2)), ("N", sz(32, 4), sz(32, 4), sz(64, 3))]), [], sz(32, 2)),
+        ("conv2d_transpose 3x3 stride 2 64->32", _graph(
+            lambda g, x, w: g.op("conv2d_transpose", x, w, strides=(2, 2), pads=(1, 0, 1, 0)),
+            [("N", sz(16, 3), sz(16, 3), sz(64, 2)), (3, 3, sz(32, 3), sz(64, 2))]), [], sz(32, 2)),
         ("max_pool2d 2x2", _graph(lambda g, x: g.op("max_pool2d", x, window=(2, 2), strides=(2, 2)),
                                   [("N", sz(32, 4), sz(32, 4), sz(64, 2))]), [], sz(64, 2)),
         ("gather (embedding) + argmax", _gather_graph(), [], sz(256, 2)),
@@ -168,6 +188,169 @@ def bandwidth(results, cuda):
     results["bandwidth"] = dict(kernel_gbs=kern, copy_gbs=copy, ratio=kern / copy, grid=grid, block=block)
     print(f"\n## fused elementwise bandwidth\n\nkernel {kern:.0f} GB/s, device copy {copy:.0f} GB/s: "
           f"{100 * kern / copy:.0f}% of copy bandwidth (target >= 70%), grid={grid} block={block}")
+
+
+# -- GEMM throughput ---------------------------------------------------------------------------
+
+GEMM_SHAPES = ("matmul", "implicit_gemm")
+
+
+def gemm_cases():
+    """(name, graph, batch, flops(batch), torch twin(batch, torch) -> callable or None)."""
+    mk, hw, c = sz(4096, 12), sz(56, 5), sz(64, 3)
+    conv_flops = lambda n: 2 * n * hw * hw * 9 * c * c          # noqa: E731
+
+    def t_mm(n, torch):
+        a, b = torch.randn(n, mk, device="cuda"), torch.randn(mk, mk, device="cuda")
+        return lambda: torch.matmul(a, b)
+
+    def t_conv(n, torch):
+        x, w = torch.randn(n, c, hw, hw, device="cuda"), torch.randn(c, c, 3, 3, device="cuda")
+        return lambda: torch.nn.functional.conv2d(x, w, padding=1)
+
+    def t_wgrad(n, torch):
+        x, dy = torch.randn(n, c, hw, hw, device="cuda"), torch.randn(n, c, hw, hw, device="cuda")
+        return lambda: torch.nn.grad.conv2d_weight(x, (c, c, 3, 3), dy, padding=1)
+
+    def t_tconv(n, torch):
+        x, w = torch.randn(n, c, hw, hw, device="cuda"), torch.randn(c, c, 3, 3, device="cuda")
+        return lambda: torch.nn.functional.conv_transpose2d(x, w, padding=1)
+
+    return [
+        (f"matmul {mk}^3 + bias + relu", _graph(
+            lambda g, x, w, b: g.op("relu", g.op("add", g.op("matmul", x, w), b)),
+            [("N", mk), (mk, mk), (mk,)]), mk, lambda n: 2 * n * mk * mk, t_mm),
+        (f"conv2d 3x3 {c}->{c} {hw}x{hw} + bias + relu", _graph(
+            lambda g, x, w, b: g.op("relu", g.op("add", g.op("conv2d", x, w, pads=(1, 1, 1, 1)), b)),
+            [("N", hw, hw, c), (3, 3, c, c), (c,)]), sz(64, 2), conv_flops, t_conv),
+        (f"conv2d_backprop_kernel 3x3 {c}->{c} {hw}x{hw}", _graph(
+            lambda g, x, dy: g.op("conv2d_backprop_kernel", x, dy, kernel=(3, 3), pads=(1, 1, 1, 1)),
+            [("N", hw, hw, c), ("N", hw, hw, c)]), sz(64, 2), conv_flops, t_wgrad),
+        (f"conv2d_transpose 3x3 {c}->{c} {hw}x{hw}", _graph(
+            lambda g, x, w: g.op("conv2d_transpose", x, w, pads=(1, 1, 1, 1)),
+            [("N", hw, hw, c), (3, 3, c, c)]), sz(64, 2), conv_flops, t_tconv),
+    ]
+
+
+def _gemm_launcher(exe, batch, cuda):
+    """The executable's GEMM kernel launched alone on device-resident operands."""
+    prog = exe.program
+    (k, node), (fn, zero) = next((st, f) for st, f in zip(prog.steps, exe._kernels) if st[0].shape in GEMM_SHAPES)
+    bindings = {s: batch for s in prog.symbols}
+
+    def dev(v):
+        kind = prog.storage.get(v, ("",))
+        if kind[0] == "param":
+            return exe._dparams[exe._param_names[kind[1]]]
+        n = int(np.prod(v.type.concrete(bindings)))
+        return cuda.to_device(rng.standard_normal(n).astype(np.float32))
+    ins = [dev(v) for v in node.inputs]
+    out = cuda.device_array(int(np.prod(node.outputs[0].type.concrete(bindings))), np.float32)
+    dims = k.launch_dims(bindings)
+    zdims = k.zero_dims(bindings) if k.zero_grid else None
+    syms = [batch] * len(prog.symbols)
+
+    def launch():
+        if zero is not None:
+            zero[zdims](out, *syms)
+        fn[dims](out, *ins, *syms)
+    return launch, dims
+
+
+def gemm_throughput(results, cuda, configs):
+    """TFLOP/s of the register-tiled GEMM kernels (kiln/codegen/cuda/kernels_gemm.py) on
+    device-resident data, for each tile configuration, against torch (cuBLAS / cuDNN, TF32
+    off) when importable."""
+    from kiln.runtime.cuda_executable import compile_cuda
+    try:
+        import torch
+        torch = torch if torch.cuda.is_available() else None
+        if torch is not None:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+    except ImportError:
+        torch = None
+    print("\n## GEMM kernels: TFLOP/s on device-resident data (fp32)\n")
+    print("| kernel | batch | config tile (bm x bn x bk / tm x tn; fit_tile may reshape it) | grid | block "
+          "| kiln ms | kiln TFLOP/s | torch TFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, g, batch, flops, twin in gemm_cases():
+        t_torch = None
+        if torch is not None and not SMOKE:
+            fn = twin(batch, torch)
+            t_torch = _time(fn, 10, torch.cuda.synchronize)
+        for cfg in configs:
+            exe = compile_cuda(g, passes=["simplify", "fusion", "memory"], config=cfg)
+            launch, dims = _gemm_launcher(exe, batch, cuda)
+            ms = _time(launch, 10, cuda.synchronize)
+            tf = flops(batch) / ms / 1e9
+            tt = flops(batch) / t_torch / 1e9 if t_torch else None
+            tile = f"{cfg.bm}x{cfg.bn}x{cfg.bk} / {cfg.tm}x{cfg.tn}"
+            results["gemm"].append(dict(name=name, batch=batch, tile=tile, grid=dims[0], ms=ms,
+                                        tflops=tf, torch_tflops=tt))
+            print(f"| {name} | {batch} | {tile} | {dims[0]} | {dims[1]} | {ms:.3f} | {tf:.2f} | "
+                  f"{f'{tt:.2f}' if tt else '-'} |")
+
+
+def tile_configs(spec):
+    """--tiles 'bm,bn,bk,tm,tn;...' -> LaunchConfigs (default: the real-GPU LaunchConfig)."""
+    from kiln.codegen.cuda import SIMULATOR, LaunchConfig
+    if SMOKE:
+        return [SIMULATOR]
+    if not spec:
+        return [LaunchConfig()]
+    out = []
+    for part in spec.split(";"):
+        bm, bn, bk, tm, tn = (int(v) for v in part.split(","))
+        out.append(LaunchConfig(bm=bm, bn=bn, bk=bk, tm=tm, tn=tn))
+    return out
+
+
+def ptx_report(configs, arch="sm_90"):
+    """Without a GPU: compile every GEMM case's kernels to PTX with numba and the CUDA
+    toolkit's NVVM (CUDA_HOME), then ``ptxas -v``: registers, spills, shared memory, and
+    whether any local array stayed in local memory. Returns False on a failure."""
+    import math
+    import shutil
+    import subprocess
+    import tempfile
+    from numba import cuda, types
+    from kiln.codegen.cuda import lower_graph
+    from kiln.runtime.executable import optimize_graph
+    ptxas = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
+    ns0 = {"cuda": cuda, "math": math, **{t: getattr(types, t) for t in ("float32", "float64", "int32", "int64")}}
+    cc = (int(arch[3:-1]), int(arch[-1]))
+    ok = True
+    print(f"\n## GEMM kernels compiled for {arch} (no GPU needed)\n")
+    print("| kernel | config tile | block | local memory | ptxas |")
+    print("|---|---|---|---|---|")
+    for cfg in configs:
+        for name, g, *_ in gemm_cases():
+            _, opt = optimize_graph(g, ["simplify", "fusion", "memory"], True, None, "ptx")
+            prog = lower_graph(opt, cfg)
+            for k, n in prog.steps:
+                if k.shape not in GEMM_SHAPES:
+                    continue
+                ns = dict(ns0)
+                exec(compile(k.source, k.name, "exec"), ns)  # noqa: S102
+                syms = (types.int64,) * len(prog.symbols)
+                arrays = (types.float32[::1],) * (len(n.outputs) + len(n.inputs))
+                try:
+                    ptx, _ = cuda.compile_ptx(ns[k.name].py_func, arrays + syms, cc=cc)
+                    if k.name + "_zero" in ns:
+                        cuda.compile_ptx(ns[k.name + "_zero"].py_func, arrays[:1] + syms, cc=cc)
+                    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+                        f.write(ptx)
+                    r = subprocess.run([ptxas, f"-arch={arch}", "-O3", "-v", f.name, "-o", os.devnull],
+                                       capture_output=True, text=True)
+                    info = "; ".join(ln.split(":", 1)[-1].strip() for ln in r.stderr.splitlines()
+                                     if "registers" in ln or "spill" in ln)
+                    local = ".local" in ptx
+                except Exception as e:      # noqa: BLE001 -- reported, the run goes on
+                    info, local, ok = f"FAILED: {type(e).__name__}: {e}"[:200], "?", False
+                tile = f"{cfg.bm}x{cfg.bn}x{cfg.bk} / {cfg.tm}x{cfg.tn}"
+                print(f"| {name} | {tile} | {k.block} | {local} | {info} |")
+    return ok
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -290,12 +473,18 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--tiles", default="",
+                    help="GEMM tile configs to time, 'bm,bn,bk,tm,tn;...' (default: LaunchConfig())")
+    ap.add_argument("--ptx", action="store_true",
+                    help="no GPU: compile the GEMM kernels to PTX (CUDA_HOME's NVVM) and run ptxas -v")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny shapes, numba's simulator allowed: checks the script itself")
     args = ap.parse_args(argv)
     global SMOKE
     SMOKE = args.smoke
+    if args.ptx:
+        return 0 if ptx_report(tile_configs(args.tiles)) else 1
     if SMOKE:
         args.rounds, args.batch = 1, 2
     elif os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
@@ -309,9 +498,12 @@ def main(argv=None) -> int:
     except AttributeError:      # the simulator (--smoke)
         name, cc = "SIMULATOR", None
     print(f"# kiln gpu_check on {name} (compute capability {cc})")
-    results = {"device": name, "families": [], "inference": [], "training": []}
+    from kiln.codegen.cuda import LaunchConfig
+    print(f"launch config (real GPUs): {LaunchConfig()}")
+    results = {"device": name, "families": [], "inference": [], "training": [], "gemm": []}
     ok = check_families(results)
     bandwidth(results, cuda)
+    gemm_throughput(results, cuda, tile_configs(args.tiles))
     if not args.skip_models:
         bench_models(results, args.rounds, args.batch)
         bench_training(results, max(3, args.rounds // 4), args.batch)

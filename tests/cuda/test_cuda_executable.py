@@ -88,9 +88,20 @@ def test_training_step_runs_on_the_device(cuda):
 
 
 def test_ops_without_a_cuda_kernel_are_named(cuda):
-    m = kiln.Sequential([kiln.Input(shape=(3, 2)), layers.LSTM(2)])     # a scan recurrence
+    from kiln.ir.ops.control import build_scan
+    g = Graph("nested")                  # a scan inside a scan's body: no CUDA kernel
+    x = g.add_input("x", TensorType(("N", 4, 3)))
+    s0 = g.add_input("s0", TensorType(("N",)))
+
+    def inner(b, cs, xs, ws):
+        s = b.op("add", cs[0], xs[0])
+        return [s], [s]
+
+    (s,), _ = build_scan(g, [s0], [x], [], lambda b, cs, xs, ws: (
+        build_scan(b, [cs[0]], [xs[0]], [], inner, axis=1)[0], []), axis=1)
+    g.set_outputs([s])
     with pytest.raises(NotImplementedError, match=r"no kernel yet for op\(s\): scan .*target='cpu'"):
-        kiln.compile(m, target="cuda")
+        kiln.compile(g, target="cuda")
 
 
 def test_random_uniform_is_bit_identical_to_the_cpu(cuda):
@@ -126,7 +137,8 @@ def test_cli_dump_cuda(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("@cuda.jit") == 3
     assert "matmul kernel for %0: f32[N,4] = fusion(" in out and "softmax kernel" in out
-    assert "# launch: grid=" in out and "cuda.shared.array((16, 16), float32)" in out
+    assert "# launch: grid=" in out and "cuda.shared.array((8, 132), float32)" in out   # GEMM A tile (128 x 32 tiles)
+    assert "cuda.local.array(16, float32)" in out                   # 4 x 4 accumulators per thread
 
 
 def test_no_gpu_and_no_simulator_is_a_clear_error_and_import_needs_no_numba():

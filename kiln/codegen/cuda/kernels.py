@@ -1,23 +1,37 @@
 """CUDA kernels generated from the IR: one numba.cuda kernel (Python source) per node,
-a ``fusion`` node being one kernel. Four kernel shapes cover the supported ops:
+a ``fusion`` node being one kernel. These kernel shapes cover the supported ops:
 
 - *point* (``_point``): a grid-stride loop over the result's elements; each thread
   unflattens its index, loads every region input at its broadcast offset, computes a
   master's value at that point if the group has one (``transpose``: a permuted read;
-  ``conv2d``/``conv2d_transpose``: a direct convolution in gather form;
-  ``max_pool2d``/``avg_pool2d`` and their gradients; ``conv2d_backprop_kernel``: one
-  thread per kernel element looping over the batch -- correct, not yet fast),
-  then the group's elementwise DAG, and stores the root. Elementwise ops and loop
-  fusion groups are point kernels with no master.
+  depthwise ``conv2d`` (one input channel per group): a direct convolution in gather
+  form; ``max_pool2d``/``avg_pool2d`` and their gradients; slice, pad, concat,
+  gather, ...), then the group's elementwise DAG, and stores the root. Elementwise ops
+  and loop fusion groups are point kernels with no master.
 - *reduce*: one block per output element (grid-stride over blocks), the block's
   threads stride over the reduced elements (the fused prologue evaluated on the fly),
   then a tree reduction in shared memory. ``reduce_sum|mean|max|min``.
 - *softmax*: one block per slice: a shared-memory max, then exp and a shared sum.
 - *scatter*: ``scatter_add`` (the gradient of gather): zero the result, then atomic
   adds, one thread per update element.
-- *matmul*: shared-memory tiles of A and B (``tile`` x ``tile`` threads, one C
-  element each; batch dims on grid z with broadcast batch strides); the group's
-  elementwise epilogue is applied to the accumulator before the single store.
+- *matmul* and *implicit_gemm* (kernels_gemm.py): a register-tiled GEMM. A block
+  computes a ``bm`` x ``bn`` tile of C (``LaunchConfig``; 64 x 64 on a GPU) with
+  (bn/tn) x (bm/tm) threads, each holding tm x tn accumulators (4 x 4) in registers;
+  ``bk``-deep slices of A (stored k-major, rows padded against bank conflicts) and B
+  are staged in shared memory by coalesced loads, out-of-range elements loaded as 0.
+  Each accumulator goes through the group's elementwise epilogue (bias, activation,
+  residual add) and is stored once, bounds-checked. ``matmul``: batch dims on grid z
+  with broadcast batch strides. ``conv2d`` (not depthwise) and ``conv2d_transpose``:
+  implicit GEMMs whose rows are output pixels (n, y, x) and whose k runs over the
+  window taps (i, j, c), A gathered from the NHWC image with padding by bounds check
+  (no im2col or padded copy), B the kernel viewed as [kh*kw*cin, cout]; conv groups on
+  grid z. ``conv2d_backprop_kernel``: dW[(i,j,c), o] = sum over (n,y,x) of
+  X_window * dY, a GEMM whose reduction (batch x image) is split over grid z into
+  chunks that add atomically into the zeroed result (split-K).
+- *scan* (kernels_scan.py): one persistent launch for a whole recurrence; its blocks
+  loop over the steps and run the body's groups as block-stride loops of the same
+  per-element code (``point_element``). A group may hold several point masters
+  (the ``slice``s of an LSTM's gates) that read group inputs at the root's index.
 
 Every kernel takes flat 1-D arrays -- outputs, then the node's operands -- and then
 one integer per graph symbol (``d_N``): one compiled kernel serves every batch size.
@@ -28,10 +42,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir.opdef import Kind, normalize_axis
-from ...ir.types import Affine
 from ..llvm.emit import broadcast_strides, collapse, contiguous_strides
 from .scalar import EXPR, literal
 from .points import AT_POINT
+from .kernels_gemm import GEMM, gemm_kernel
 from .source import Src, aff, dag, is_inline_constant, numel, offset, sym, unflatten
 
 EW = (Kind.ELEMENTWISE, Kind.BROADCAST)
@@ -39,14 +53,31 @@ EW = (Kind.ELEMENTWISE, Kind.BROADCAST)
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Threads per block of 1-D kernels (a power of two), the most blocks a grid-stride
-    kernel launches, and the matmul tile (tile x tile threads per block)."""
+    """Threads per block of 1-D kernels (a power of two) and the most blocks a
+    grid-stride kernel launches. GEMM kernels (kernels_gemm.py): a block computes a
+    ``bm`` x ``bn`` tile of C with (bn/tn) x (bm/tm) threads of ``tm`` x ``tn``
+    accumulators each, staging ``bk``-deep slices of A and B in shared memory; a
+    split-K GEMM (the conv kernel gradient) splits its reduction until about
+    ``split_blocks`` blocks run."""
     block: int = 256
     max_blocks: int = 4096
-    tile: int = 16
+    bm: int = 64
+    bn: int = 64
+    bk: int = 16
+    tm: int = 4
+    tn: int = 4
+    split_blocks: int = 264
+
+    def __post_init__(self):
+        nt = (self.bm // self.tm) * (self.bn // self.tn)
+        if self.bm % self.tm or self.bn % self.tn or (self.bm * self.bk) % nt or \
+                (self.bn * self.bk) % nt or nt % self.bk:
+            raise ValueError(f"GEMM tile {self.bm}x{self.bn}x{self.bk} / {self.tm}x{self.tn}: "
+                             f"tm, tn must divide bm, bn, and bk the {nt} threads, which must "
+                             f"divide each tile's bk slice")
 
 
-SIMULATOR = LaunchConfig(block=32, max_blocks=4, tile=4)
+SIMULATOR = LaunchConfig(block=32, max_blocks=4, bm=8, bn=8, bk=4, tm=2, tn=2, split_blocks=4)
 
 
 @dataclass
@@ -57,6 +88,16 @@ class Kernel:
     grid: tuple           # of source expressions over the symbols (evaluated at launch)
     block: tuple
     zero_grid: tuple = ()  # scatter: first launch ``<name>_zero(out0, symbols...)`` on this grid
+    #: scan: arena views passed after the operands, each (byte offset, bytes, numpy dtype name)
+    scratch: tuple = ()
+
+    def scratch_views(self, arena, bindings: dict) -> list:
+        """The kernel's scratch arguments: typed views of the device arena."""
+        views = []
+        for off, nbytes, dt in self.scratch:
+            o = off.evaluate(bindings)
+            views.append(arena[o:o + nbytes.evaluate(bindings)].view(dt))
+        return views
 
     def launch_dims(self, bindings: dict) -> tuple:
         env = {sym(s): v for s, v in bindings.items()}
@@ -92,9 +133,14 @@ def _signature(name, outs, ins, symbols) -> str:
 
 class Group:
     """A node seen as a fused group: its nodes, its inputs (one per kernel operand),
-    the master (a non-elementwise op, or None) and the root value."""
+    the master (a non-elementwise op, or None) and the root value.
 
-    def __init__(self, node):
+    A group may hold several masters when each is computed at a point (a family of
+    ``at``, e.g. the ``slice``s of an LSTM's gates), reads only group inputs and has
+    the root's shape: ``masters`` lists them, ``master`` is the first."""
+
+    def __init__(self, node, at=None):
+        at = AT_POINT if at is None else at
         if node.op.family == "fusion":
             body = node.regions[0]
             if len(body.outputs) != 1:
@@ -103,18 +149,52 @@ class Group:
         else:
             self.nodes, self.inputs, self.root = [node], list(node.inputs), node.outputs[0]
         masters = [n for n in self.nodes if n.op.kind not in EW and not is_inline_constant(n)]
-        if len(masters) > 1:
+        if len(masters) > 1 and not all(
+                m.op.family in at and all(v in self.inputs for v in m.inputs)
+                and m.outputs[0].type.shape == self.root.type.shape for m in masters):
             raise NotImplementedError(f"a fusion group with several non-elementwise ops "
                                       f"({', '.join(n.op.name for n in masters)})")
+        self.masters = masters
         self.master = masters[0] if masters else None
         self.arg = {}
         for k, v in enumerate(self.inputs):
             self.arg.setdefault(v, f"in{k}")
 
     def leaves(self):
-        """Inputs read by a node other than the master."""
+        """Inputs read by a node other than a master."""
         return [v for v in dict.fromkeys(self.inputs)
-                if any(v in n.inputs for n in self.nodes if n is not self.master)]
+                if any(v in n.inputs for n in self.nodes if n not in self.masters)]
+
+
+def point_element(src: Src, g: Group, flat: str, out: str, at=None):
+    """Emit the computation of element ``flat`` (a flat index of the root) of a point
+    group and its store into array ``out``: unflatten, load the leaves, the masters'
+    values at the point, the elementwise DAG. Serves grid-stride kernels (``_point``)
+    and block-stride loops (kernels_scan.py); ``at`` maps master families to their
+    point generators (default ``AT_POINT``)."""
+    at = AT_POINT if at is None else at
+    out_t = g.root.type
+    leaves = g.leaves()
+    env = {}
+    if not g.masters:        # merge dims every operand walks contiguously: fewer div/mod
+        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
+                                  *[broadcast_strides(v.type, out_t.shape) for v in leaves])
+        strides = strides[1:]
+    else:
+        shape = out_t.shape
+        strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
+    idx = unflatten(src, flat, shape, "i")
+    for k, (v, s) in enumerate(zip(leaves, strides)):
+        src(f"x{k}_ = {g.arg[v]}[{offset(idx, s)}]")
+        env[v] = f"x{k}_"
+    for k, m in enumerate(g.masters):
+        e = at[m.op.family](src, g, m, idx)
+        if len(g.masters) > 1:
+            src(f"m{k}_ = {e}")
+            e = f"m{k}_"
+        env[m.outputs[0]] = e
+    dag(src, g.nodes, env, skip=g.masters)
+    src(f"{out}[{flat}] = {env[g.root]}")
 
 
 def _point(name, node, g: Group, symbols, cfg) -> Kernel:
@@ -129,23 +209,7 @@ def _point(name, node, g: Group, symbols, cfg) -> Kernel:
     src("step_ = cuda.gridsize(1)")
     src("while i_ < total_:")
     src.indent()
-    leaves = g.leaves()
-    env = {}
-    if g.master is None:     # merge dims every operand walks contiguously: fewer div/mod
-        shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
-                                  *[broadcast_strides(v.type, out_t.shape) for v in leaves])
-        strides = strides[1:]
-    else:
-        shape = out_t.shape
-        strides = [broadcast_strides(v.type, out_t.shape) for v in leaves]
-    idx = unflatten(src, "i_", shape, "i")
-    for k, (v, s) in enumerate(zip(leaves, strides)):
-        src(f"x{k}_ = {g.arg[v]}[{offset(idx, s)}]")
-        env[v] = f"x{k}_"
-    if g.master is not None:
-        env[g.master.outputs[0]] = AT_POINT[g.master.op.family](src, g, g.master, idx)
-    dag(src, g.nodes, env, skip=(g.master,))
-    src(f"out0[i_] = {env[g.root]}")
+    point_element(src, g, "i_", "out0")
     src("i_ += step_")
     total = numel(out_t.shape)
     grid = f"max(1, min({_ceil(total, cfg.block)}, {cfg.max_blocks}))"
@@ -282,66 +346,6 @@ def _softmax(name, node, g: Group, symbols, cfg) -> Kernel:
     return Kernel(name, src.text(), "softmax", (grid,), (cfg.block,))
 
 
-def _matmul(name, node, g: Group, symbols, cfg) -> Kernel:
-    m = g.master
-    a_t, b_t = m.inputs[0].type, m.inputs[1].type
-    out_t = g.root.type
-    c_t = m.outputs[0].type
-    dt = c_t.dtype
-    T = cfg.tile
-    M, K, P = a_t.shape[-2], a_t.shape[-1], b_t.shape[-1]
-    batch = c_t.shape[:-2]
-    a_bs = broadcast_strides(a_t.with_shape(a_t.shape[:-2]), batch)
-    b_bs = broadcast_strides(b_t.with_shape(b_t.shape[:-2]), batch)
-    a_mat, b_mat = Affine.product([M, K]), Affine.product([K, P])
-    A, B = g.arg[m.inputs[0]], g.arg[m.inputs[1]]
-    src = Src()
-    outs, ins = _header(node)
-    src("@cuda.jit")
-    src(_signature(name, outs, ins, symbols))
-    src.indent()
-    src(f"sa_ = cuda.shared.array(({T}, {T}), {dt.np.name})")
-    src(f"sb_ = cuda.shared.array(({T}, {T}), {dt.np.name})")
-    src("tx_ = cuda.threadIdx.x")
-    src("ty_ = cuda.threadIdx.y")
-    src(f"j_ = cuda.blockIdx.x * {T} + tx_")
-    src(f"i_ = cuda.blockIdx.y * {T} + ty_")
-    src(f"M_ = {aff(M)}")
-    src(f"K_ = {aff(K)}")
-    src(f"P_ = {aff(P)}")
-    bidx = unflatten(src, "cuda.blockIdx.z", batch, "z")
-    src(f"ab_ = ({offset(bidx, a_bs)}) * {aff(a_mat)}")
-    src(f"bb_ = ({offset(bidx, b_bs)}) * {aff(b_mat)}")
-    src("cb_ = cuda.blockIdx.z * M_ * P_")
-    src(f"acc_ = {literal(0, dt)}")
-    src(f"for k0_ in range(0, K_, {T}):")
-    src.indent()
-    src("if i_ < M_ and k0_ + tx_ < K_:")
-    src(f"    sa_[ty_, tx_] = {A}[ab_ + i_*K_ + k0_ + tx_]")
-    src("else:")
-    src(f"    sa_[ty_, tx_] = {literal(0, dt)}")
-    src("if k0_ + ty_ < K_ and j_ < P_:")
-    src(f"    sb_[ty_, tx_] = {B}[bb_ + (k0_ + ty_)*P_ + j_]")
-    src("else:")
-    src(f"    sb_[ty_, tx_] = {literal(0, dt)}")
-    src("cuda.syncthreads()")
-    src(f"for kk_ in range({T}):")
-    src("    acc_ += sa_[ty_, kk_] * sb_[kk_, tx_]")
-    src("cuda.syncthreads()")
-    src.dedent()
-    src("if i_ < M_ and j_ < P_:")
-    src.indent()
-    env = {m.outputs[0]: "acc_"}
-    idx = [*bidx, "i_", "j_"]
-    for k, v in enumerate(g.leaves()):
-        src(f"x{k}_ = {g.arg[v]}[{offset(idx, broadcast_strides(v.type, out_t.shape))}]")
-        env[v] = f"x{k}_"
-    dag(src, g.nodes, env, skip=(m,))
-    src(f"out0[cb_ + i_*P_ + j_] = {env[g.root]}")
-    grid = (_ceil(aff(P), T), _ceil(aff(M), T), f"max(1, {numel(batch)})")
-    return Kernel(name, src.text(), "matmul", grid, (T, T))
-
-
 def _scatter_add(name, node, g: Group, symbols, cfg) -> Kernel:
     """Zero the result (a first kernel), then one thread per update element adds it at
     its index with an atomic add (repeated indices accumulate; out-of-range skipped)."""
@@ -387,7 +391,10 @@ def unsupported_ops(nodes) -> list:
         fam = n.op.family
         if fam == "fusion":
             bad += unsupported_ops(n.regions[0].nodes)
-        elif fam in ("constant", "reshape", "reduce", "softmax", "matmul", "scatter_add", *AT_POINT):
+        elif fam == "scan":
+            from .kernels_scan import scan_unsupported
+            bad += scan_unsupported(n)
+        elif fam in ("constant", "reshape", "reduce", "softmax", "scatter_add", *GEMM, *AT_POINT):
             continue
         elif fam == "elementwise" and n.op.name in EXPR:
             continue
@@ -401,10 +408,13 @@ def emit_kernel(name: str, node, symbols, cfg: LaunchConfig) -> Kernel:
     g = Group(node)
     master = g.master
     fam = master.op.family if master is not None else None
+    if fam in GEMM:
+        outs, ins = _header(node)
+        k = gemm_kernel(name, node, g, ([*outs, *ins], [sym(s) for s in symbols]), cfg)
+        if k is not None:
+            return k
     if fam is None or fam in AT_POINT:
         return _point(name, node, g, symbols, cfg)
-    if fam == "matmul":
-        return _matmul(name, node, g, symbols, cfg)
     if fam == "reduce":
         return _reduce(name, node, g, symbols, cfg)
     if fam == "scatter_add" and node.op.family == "scatter_add":

@@ -6,7 +6,11 @@ Storage follows kiln/passes/memory.py exactly as the CPU backend does: inputs,
 outputs and parameters are device arrays of their own; ``constant`` nodes are
 uploaded once; ``reshape`` results share their operand's buffer (every kernel reads
 flat 1-D arrays, so an alias is the same array); intermediates are views into one
-device arena at the plan's offsets (polynomials in the symbols).
+device arena at the plan's offsets (polynomials in the symbols). A ``scan`` is one
+persistent kernel (kernels_scan.py) whose scratch (its body's arena, carry and
+staging buffers) is arena bytes past every slot live while it runs
+(``scratch_offsets``); ``arena_bytes`` includes it and the kernel gets typed views
+of it (``Kernel.scratch_views``) after its operands.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from ...ir.graph import Graph
 from ...ir.types import Poly
-from ...passes.memory import classify, plan_memory, slot_size
+from ...passes.memory import classify, plan_memory, scratch_offsets, scratch_size, slot_size
 from .kernels import LaunchConfig, emit_kernel, unsupported_ops
 
 
@@ -57,16 +61,24 @@ def lower_graph(g: Graph, config: LaunchConfig | None = None) -> CudaProgram:
             f"slice, pad, concat, gather, scatter_add, argmax, random_uniform, "
             f"matmul (+ fused epilogue), conv2d, conv2d_transpose, max/avg_pool2d (+ fused "
             f"epilogue), conv2d_backprop_kernel, max/avg_pool2d_grad, "
-            f"reduce_sum/mean/max/min (+ fused prologue), softmax. "
+            f"reduce_sum/mean/max/min (+ fused prologue), softmax, scan (one persistent "
+            f"kernel; its body: the ops above but softmax, scatter_add and nested scans). "
             f"Use target='cpu' for this model")
     storage = classify(g)
     offsets = g.arena if g.arena is not None else plan_memory(g)
+    scratch = scratch_offsets(g, offsets)
     steps = []
     for idx, n in enumerate(g.nodes):
         if n.op.family in ("constant", "reshape"):
             continue
-        steps.append((emit_kernel(f"k{idx}_{n.op.name}", n, g.symbols, config), n))
-    size = Poly.termwise_max([off + slot_size(v) for v, off in offsets.items()])
+        if n.op.family == "scan":
+            from .kernels_scan import emit_scan
+            k = emit_scan(f"k{idx}_scan", n, g.symbols, config, scratch[n])
+        else:
+            k = emit_kernel(f"k{idx}_{n.op.name}", n, g.symbols, config)
+        steps.append((k, n))
+    size = Poly.termwise_max([off + slot_size(v) for v, off in offsets.items()]
+                             + [off + scratch_size(n) for n, off in scratch.items()])
     return CudaProgram(g, tuple(g.symbols), storage, offsets, size, steps, config)
 
 

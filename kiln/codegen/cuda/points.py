@@ -21,6 +21,8 @@ def _at_transpose(src, g, n, idx):
 
 
 def _at_conv2d(src, g, n, idx):
+    """Direct gather convolution: the depthwise case (one input channel per group; every
+    other conv2d is an implicit GEMM, kernels_gemm.py)."""
     x_t, w_t = n.inputs[0].type, n.inputs[1].type
     _, H, W, C = x_t.shape
     kh, kw, cg, O = w_t.shape
@@ -86,40 +88,10 @@ def _at_pool(src, g, n, idx):
     return "m_"
 
 
-def _at_conv2d_transpose(src, g, n, idx):
-    """Gather form: out[n,Y,X,o] = sum x[n,y,x,c] * w[i,j,o,c] over the (y, i) with
-    y*sh + i*dh - top == Y (likewise columns); rows no input reaches stay 0."""
-    x_t, w_t = n.inputs[0].type, n.inputs[1].type
-    _, H, W, C = x_t.shape
-    kh, kw, O, _ = w_t.shape
-    a = n.attrs
-    sh, sw = a["strides"]
-    dh, dw = a["dilations"]
-    pt, _, pl, _ = a["pads"]
-    x, w = g.arg[n.inputs[0]], g.arg[n.inputs[1]]
-    nb, Y, X, o = idx
-    src(f"m_ = {literal(0, n.outputs[0].type.dtype)}")
-    src(f"for ki_ in range({kh}):")
-    src.indent()
-    src(f"ty_ = {Y} + {pt} - ki_*{dh}")
-    src(f"if ty_ >= 0 and ty_ % {sh} == 0 and ty_ // {sh} < {H}:")
-    src.indent()
-    src(f"for kj_ in range({kw}):")
-    src.indent()
-    src(f"tx_ = {X} + {pl} - kj_*{dw}")
-    src(f"if tx_ >= 0 and tx_ % {sw} == 0 and tx_ // {sw} < {W}:")
-    src.indent()
-    src(f"xb_ = (({nb}*{H} + ty_ // {sh})*{W} + tx_ // {sw})*{C}")
-    src(f"wb_ = ((ki_*{kw} + kj_)*{O} + {o})*{C}")
-    src(f"for c_ in range({C}):")
-    src(f"    m_ += {x}[xb_ + c_] * {w}[wb_ + c_]")
-    src.depth -= 4
-    return "m_"
-
-
 def _at_conv2d_backprop_kernel(src, g, n, idx):
     """dw[i,j,c,o] = sum over n,y,x of xpad[n, y*sh + i*dh, x*sw + j*dw, g*cg + c] * dy[n,y,x,o]
-    (one thread per kernel element, looping over the batch: simple, not fast)."""
+    (one thread per kernel element, looping over the batch): the depthwise case only,
+    whose GEMM would be a column wide; the others are split-K GEMMs (kernels_gemm.py)."""
     x_t, dy_t = n.inputs[0].type, n.inputs[1].type
     NB, H, W, C = x_t.shape
     _, Ho, Wo, O = dy_t.shape
@@ -321,7 +293,6 @@ def _at_random_uniform(src, g, n, idx):
 AT_POINT = {"random_uniform": _at_random_uniform, "slice": _at_slice, "pad": _at_pad, "concat": _at_concat, "gather": _at_gather,
             "argmax": _at_argmax,
 "transpose": _at_transpose, "conv2d": _at_conv2d, "pool2d": _at_pool,
-            "conv2d_transpose": _at_conv2d_transpose,
             "conv2d_backprop_kernel": _at_conv2d_backprop_kernel,
             "max_pool2d_grad": _at_max_pool2d_grad, "avg_pool2d_grad": _at_avg_pool2d_grad}
 
