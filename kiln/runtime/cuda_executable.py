@@ -7,12 +7,19 @@ batch size) is allocated on the first call and grown when a larger batch comes;
 ``exe(x)`` copies the inputs in, launches every kernel in order and copies the
 outputs out -- the only transfers. State updates (a training step's ``param <-
 value``) are device-to-device copies after the outputs, so a compiled training step
-keeps its weights and optimizer slots on the device across calls; ``exe.params``
-downloads them (a fresh host copy each time), ``exe.set_param`` uploads one.
+keeps its weights and optimizer slots on the device across calls.
+
+Parameters from the host: ``exe.params`` is a mapping whose lookups download one
+parameter (a fresh, read-only host copy each time: writing into it would change
+nothing on the device, so it raises); ``exe.get_param`` downloads one (writable),
+``exe.set_param`` uploads one, and ``exe.copy_param_from(other, name)`` copies one
+from another CudaExecutable device-to-device (no host round trip) -- how
+``Model.compile(target="cuda")``'s eval step gets the train step's current weights.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,8 +34,28 @@ CUDA_PIPELINES = {"inference": ["simplify", "constfold", "dce", "fusion", "memor
                   "training": ["simplify", "constfold", "dce", "fusion", "memory"]}
 
 
-class _Params(dict):
-    """exe.params: host copies of the device parameters (read them; write with set_param)."""
+class _Params(Mapping):
+    """``exe.params``: the parameter names, each looked up as a fresh read-only host
+    copy of the device buffer (one download per lookup; write with ``set_param``)."""
+
+    def __init__(self, exe):
+        self._exe = exe
+
+    def __getitem__(self, name):
+        if name not in self._exe._dparams:
+            raise KeyError(name)
+        a = self._exe.get_param(name)
+        a.flags.writeable = False
+        return a
+
+    def __contains__(self, name):
+        return name in self._exe._dparams
+
+    def __iter__(self):
+        return iter(self._exe._param_names)
+
+    def __len__(self):
+        return len(self._exe._param_names)
 
 
 class CudaExecutable:
@@ -70,9 +97,10 @@ class CudaExecutable:
 
     # -- parameters -----------------------------------------------------------------------
     @property
-    def params(self) -> dict:
-        """Host copies of the parameters, shaped as in the graph (a download per call)."""
-        return _Params({name: self.get_param(name) for name in self._param_names})
+    def params(self) -> Mapping:
+        """The parameters by name: each lookup downloads one, shaped as in the graph, as
+        a read-only host copy (``dict(exe.params)`` downloads them all)."""
+        return _Params(self)
 
     def get_param(self, name: str) -> np.ndarray:
         t = self.graph.params[name].type
@@ -84,6 +112,15 @@ class CudaExecutable:
         if host.size != self._dparams[name].size:
             raise ValueError(f"param %{name}: expected {t}, got shape {np.shape(value)}")
         self._dparams[name].copy_to_device(host)
+
+    def copy_param_from(self, other: "CudaExecutable", name: str, src: str | None = None) -> None:
+        """Copy parameter ``src`` (default: the same name) of another CudaExecutable into
+        this one's ``name``, device-to-device (no transfer through the host)."""
+        src = name if src is None else src
+        t, u = self.graph.params[name].type, other.graph.params[src].type
+        if t.dtype != u.dtype or self._dparams[name].size != other._dparams[src].size:
+            raise ValueError(f"param %{name}: expected {t}, the source %{src} is {u}")
+        self._dparams[name].copy_to_device(other._dparams[src])
 
     # -- code for debugging ---------------------------------------------------------------
     @property
@@ -157,11 +194,12 @@ class CudaExecutable:
                 (k.launch_dims(bindings), k.zero_dims(bindings) if k.zero_grid else None)
                 if Affine.product(n.outputs[0].type.shape).evaluate(bindings) else None
                 for k, n in prog.steps]
-        for (_, n), (fn, zero), dims in zip(prog.steps, self._kernels, launches):
+        for (k, n), (fn, zero), dims in zip(prog.steps, self._kernels, launches):
             if dims is not None:
                 if zero is not None:     # scatter: the result starts at zero
                     zero[dims[1]](buf(n.outputs[0]), *key)
-                fn[dims[0]](*[buf(v) for v in (*n.outputs, *n.inputs)], *key)
+                fn[dims[0]](*[buf(v) for v in (*n.outputs, *n.inputs)],
+                            *k.scratch_views(arena, bindings), *key)   # scan: its scratch
         outs = []
         for k, (v, shape) in enumerate(zip(g.outputs, out_shapes)):
             src = d_out[k] if storage.get(v) == ("output", k) else buf(v)

@@ -34,6 +34,17 @@ on the model side (``set_weights``) are copied into the buffers before the next 
 (``push``, by Variable version). The eval executable gets the current weights copied in
 before each evaluation. Weights the training graph does not update (frozen layers) are
 folded into its code as constants; changing one makes the step stale (recompiled).
+
+**Targets.** ``TrainStep(..., target="cuda")`` (``Model.compile(target="cuda")``) builds
+both executables as CudaExecutables (kiln/runtime/cuda_executable.py: the training
+pipeline of ``CUDA_PIPELINES``; the eval step ``EVAL_PASSES`` without ``layout``). The
+code path is the same for both targets; the buffers are only touched through
+``_read`` / ``_write`` / ``_copy`` below. On the device the weights, optimizer slots,
+moving statistics, metric accumulators and ``rng.counter`` stay in device memory for
+the whole ``fit``: ``pull`` downloads the updated weights and the optimizer state,
+``push`` and the per-epoch metric resets upload (``set_param``), and the eval step
+gets the train step's weights device-to-device (``CudaExecutable.copy_param_from``;
+from the Variables, through the host, only for weights the train step does not hold).
 """
 from __future__ import annotations
 
@@ -52,6 +63,38 @@ from .executable import compile as _compile
 
 #: passes of the eval step: no constant folding, the weights change between calls
 EVAL_PASSES = ["simplify", "dce", "fusion", "memory"]
+#: what ``Model.compile(target=...)`` accepts
+TARGETS = ("cpu", "cuda")
+
+
+def eval_passes(target: str = "cpu") -> list:
+    """The eval step's passes for ``target``: on "cuda" without ``layout`` (packed GEMM
+    panels are a CPU layout), as the CUDA pipelines."""
+    return [p for p in EVAL_PASSES if target != "cuda" or p != "layout"]
+
+
+# -- executable buffers, either target: a CPU Executable's ``params`` are its live buffers
+# (numpy arrays written in place); a CudaExecutable's live on the device (``set_param``,
+# ``copy_param_from``; its ``params`` lookups download read-only copies)
+
+def _read(exe, name: str) -> np.ndarray:
+    return exe.params[name]
+
+
+def _write(exe, name: str, value) -> None:
+    if getattr(exe, "target", "cpu") == "cuda":
+        exe.set_param(name, value)
+    else:
+        np.copyto(exe.params[name], value)
+
+
+def _copy(dst, src, name: str) -> None:
+    """Parameter ``name`` of ``src`` into ``dst``: device-to-device when both are CUDA
+    executables, else through the host."""
+    if getattr(dst, "target", "cpu") == "cuda" and getattr(src, "target", "cpu") == "cuda":
+        dst.copy_param_from(src, name)
+    else:
+        _write(dst, name, _read(src, name))
 
 
 class TargetSpec:
@@ -127,9 +170,14 @@ class _Metrics:
 
 class TrainStep:
     """The compiled train and eval steps of a model for one target layout. Each
-    executable is built on first use (evaluating never compiles the training graph)."""
+    executable is built on first use (evaluating never compiles the training graph).
+    ``target``: "cpu" or "cuda" (both executables; see the module docstring)."""
 
-    def __init__(self, model, outputs: list, optimizer, targets: list, previous=None):
+    def __init__(self, model, outputs: list, optimizer, targets: list, previous=None,
+                 target: str = "cpu"):
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+        self.target = target
         self.model = model
         self.outputs = outputs
         self.optimizer = optimizer
@@ -155,7 +203,7 @@ class TrainStep:
         if prev is not None and prev.train_exe is not None:
             for name in ("rng.counter",):
                 if name in self.train_exe.params and name in prev.train_exe.params:
-                    np.copyto(self.train_exe.params[name], prev.train_exe.params[name])
+                    _copy(self.train_exe, prev.train_exe, name)
         self.optimizer._live = self
         self.eval_stale = True
 
@@ -251,7 +299,7 @@ class TrainStep:
     def _compile_train(self, g):
         """The train executable of the built graph (``self.grads``: param name -> its
         gradient value in ``g``). kiln/distributed cuts the graph here, at the gradients."""
-        return _compile(g, passes="training")
+        return _compile(g, passes="training", target=self.target)
 
     def _build_eval(self):
         g = lower(self.model, training=False)
@@ -263,7 +311,7 @@ class TrainStep:
         g.set_outputs(mets.results)
         self.eval_state = mets.state
         self.eval_variables = model_variables(g)
-        self.eval_exe = _compile(g, passes=EVAL_PASSES)
+        self.eval_exe = _compile(g, passes=eval_passes(self.target), target=self.target)
         self.names = self.names or list(mets.names)
         self.eval_stale = True
 
@@ -277,7 +325,7 @@ class TrainStep:
             if name in self.frozen:
                 self.stale = True
             else:
-                np.copyto(self.train_exe.params[name], var.value)
+                _write(self.train_exe, name, var.value)
             self._versions[id(var)] = var.version
             self.eval_stale = True
 
@@ -287,43 +335,45 @@ class TrainStep:
             return
         for name, var in self.variables.items():
             if name in self.updated and name in self.train_exe.params:
-                var.assign(self.train_exe.params[name])
+                var.assign(_read(self.train_exe, name))
                 self._versions[id(var)] = var.version
         self.optimizer._absorb(self.opt_layout, self.train_exe.params)
         self.dirty = False
 
     def _sync_eval(self):
         """The current weights into the eval buffers: from the train buffers while they
-        hold the weights, else from the Variables."""
+        hold the weights (device-to-device on "cuda"), else from the Variables."""
         if self.eval_exe is None:
             self._build_eval()
         if not self.eval_stale:
             return
-        train = self.train_exe.params if self.train_exe is not None else {}
+        train = self.train_exe
         for name, var in self.eval_variables.items():
             if name not in self.eval_exe.params:
                 continue
-            src = train.get(name) if name not in self.frozen else None
-            np.copyto(self.eval_exe.params[name], src if src is not None else var.value)
+            if train is not None and name not in self.frozen and name in train.params:
+                _copy(self.eval_exe, train, name)
+            else:
+                _write(self.eval_exe, name, var.value)
         self.eval_stale = False
 
     # -- running ----------------------------------------------------------------------------
     def optimizer_iterations(self) -> int:
-        return int(self.train_exe.params[self.it_name])
+        return int(_read(self.train_exe, self.it_name))
 
     def set_optimizer_iterations(self, value: int):
-        self.train_exe.params[self.it_name][...] = value
+        _write(self.train_exe, self.it_name, value)
 
     def reset_train_metrics(self):
         if self.train_exe is None:
             return                    # a fresh build starts from the initial state
         for name, init in self.train_state.items():
-            np.copyto(self.train_exe.params[name], init)
+            _write(self.train_exe, name, init)
 
     def reset_eval_metrics(self):
         if self.eval_exe is not None:
             for name, init in self.eval_state.items():
-                np.copyto(self.eval_exe.params[name], init)
+                _write(self.eval_exe, name, init)
 
     def train_batch(self, xs, ys, sws) -> dict:
         self._ensure_train()

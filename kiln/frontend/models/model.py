@@ -28,9 +28,10 @@ from .training import TrainingMixin
 
 def compile_model(model):
     """The model's compiled executable (the runtime is imported late: the frontend
-    does not depend on it, only models that run do)."""
+    does not depend on it, only models that run do), for the target of
+    ``model.compile(target=...)`` (default "cpu")."""
     from ...runtime import compile as runtime_compile
-    return runtime_compile(model)
+    return runtime_compile(model, target=model.__dict__.get("_target", "cpu"))
 
 
 def functional_init_arguments(args, kwargs) -> bool:

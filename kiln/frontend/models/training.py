@@ -4,6 +4,11 @@ Python slices batches and runs callbacks; each batch is ONE call of the compiled
 training step (kiln/runtime/training.py, imported late: the frontend does not depend on
 the runtime). That module's docstring says what the step holds as state, what it is fed
 per step, and where the weights live during training.
+
+``compile(..., target="cuda")`` runs all of it on the GPU (numba.cuda kernels, or numba's
+CUDA simulator): the train and eval steps are CudaExecutables whose weights and
+optimizer state stay on the device for the whole ``fit``, and ``predict`` / ``model(x)``
+use a ``target="cuda"`` inference executable.
 """
 from __future__ import annotations
 
@@ -35,11 +40,32 @@ class TrainingMixin:
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto", auto_scale_loss=True, distribute=None):
+                jit_compile="auto", auto_scale_loss=True, distribute=None, target="cpu"):
         """Configure training (Keras' signature; ``run_eagerly``, ``steps_per_execution``,
         ``jit_compile`` and ``auto_scale_loss`` are accepted and ignored: every step is
         compiled code). ``distribute``: a ``kiln.distributed.DataParallel`` to train
-        data-parallel across MPI ranks (kiln/distributed)."""
+        data-parallel across MPI ranks (kiln/distributed).
+
+        ``target``: where ``fit`` / ``evaluate`` / ``train_on_batch`` / ``test_on_batch``
+        and ``predict`` run: ``"cpu"`` (default) or ``"cuda"`` (the GPU through numba.cuda;
+        raises CudaUnavailable when there is no GPU and no simulator). On ``"cuda"`` the
+        weights and optimizer slots stay on the device during training and are copied
+        back to the model's Variables only when read (``get_weights``, ``predict``,
+        saving, callbacks that read them) and at the end of every epoch and of ``fit``;
+        ``set_weights`` is uploaded before the next step. ``predict`` compiles a
+        ``target="cuda"`` inference executable (recompiled when the weights changed, as
+        on the CPU). An op without a CUDA kernel is named in a NotImplementedError when
+        the step is first built; nothing falls back to the CPU."""
+        from ...runtime.training import TARGETS
+        if not isinstance(target, str) or target not in TARGETS:
+            raise ValueError(f"compile: unknown target {target!r}; expected one of "
+                             f"{', '.join(repr(t) for t in TARGETS)}")
+        if target == "cuda":
+            if distribute is not None:
+                raise ValueError("compile: target='cuda' and distribute=... cannot be combined "
+                                 "(data-parallel training runs on the CPU)")
+            from ...codegen.cuda.device import cuda_module
+            cuda_module()                 # CudaUnavailable now, not at the first step
         self.optimizer = _optimizers.get(optimizer)
         self.__dict__["_distribute"] = distribute
         if isinstance(metrics, (str, _metrics.Metric)) or callable(metrics):
@@ -49,6 +75,9 @@ class TrainingMixin:
         self._compile_args = dict(loss=loss, loss_weights=loss_weights, metrics=metrics,
                                   weighted_metrics=weighted_metrics)
         self._release_step()
+        if self.__dict__.get("_target", "cpu") != target:
+            self._exe = None              # the inference executable: recompiled for target
+        self.__dict__["_target"] = target
         self.compiled = True
         self.stop_training = False
 
@@ -257,8 +286,12 @@ class TrainingMixin:
         outs = self._outputs_spec()
         specs = self._compiled_outputs(ys, outs)
         strategy = self.__dict__.get("_distribute")
-        make = TrainStep if strategy is None else strategy.train_step
-        step = make(self, specs, self.optimizer, targets, previous=self.__dict__.get("_prev_step"))
+        prev = self.__dict__.get("_prev_step")
+        if strategy is None:
+            step = TrainStep(self, specs, self.optimizer, targets, previous=prev,
+                             target=self.__dict__.get("_target", "cpu"))
+        else:
+            step = strategy.train_step(self, specs, self.optimizer, targets, previous=prev)
         self.__dict__["_train_step"] = step
         self.__dict__["_step_key"] = key
         self.__dict__["_prev_step"] = None
