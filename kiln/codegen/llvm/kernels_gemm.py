@@ -275,6 +275,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
 
 
 ROW_BLOCK = 8 * MR   # rows per work unit when a GEMM is split by rows
+#: multiply-adds from which a GEMM split by panels goes to the thread pool: a batch-1
+#: dense layer (a GEMV) streams its weights, so two cores halve even a small one
+GEMM_MIN_WORK = 1 << 16
 A_BLOCK_BYTES = 256 * 1024   # A's row block: well inside a core's L2
 
 
@@ -305,7 +308,8 @@ def gemm_packed_parallel(kc, node, emit):
         kc.parallel(kc.affine(Affine.product(tuple(batch))), by_batch, work=work)
         return
     if npanels >= 4:
-        kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work)
+        kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work,
+                    min_work=GEMM_MIN_WORK)
         return
     units = b.sdiv(b.add(rows, I64(ROW_BLOCK - 1)), I64(ROW_BLOCK))
 
