@@ -21,6 +21,7 @@ from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
 from .kernels import kernel, kernel_context
 
 MR = 6        # rows of C per register tile
+UNROLL_C = 4  # a conv with at most this many input channels has its channel loop unrolled
 GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
 
 
@@ -117,6 +118,10 @@ class ConvRows:
                         p = b.select(ok, p, zeros)
                     rowp.append(p)
                 k0 = (i * self.kw + j) * self.C
+                if self.C <= UNROLL_C:     # a few channels (an image's first conv): no loop
+                    for c in range(self.C):
+                        body(I64(k0 + c), [kc.load(p, I64(c), self.dt) for p in rowp])
+                    continue
                 with kc.loop(I64(self.C), name="c") as c:
                     body(b.add(c, I64(k0)), [kc.load(p, c, self.dt) for p in rowp])
 
@@ -274,7 +279,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 micro(i, 1, I64(full_panels), [last_width])
 
 
-ROW_BLOCK = 8 * MR   # rows per work unit when a GEMM is split by rows
+ROW_BLOCK = MR   # rows per work unit when a GEMM is split by rows (the pool claims chunks)
 #: multiply-adds from which a GEMM split by panels goes to the thread pool: a batch-1
 #: dense layer (a GEMV) streams its weights, so two cores halve even a small one
 GEMM_MIN_WORK = 1 << 16
