@@ -102,16 +102,18 @@ class _ArraySource:
         return self.arrays[:nx], self.arrays[nx:nx + ny], self.arrays[nx + ny:]
 
     def _new_pass(self):
-        if self.shuffle:
-            perm = _random.generator().permutation(self.n)
-            self._cur = [a[perm] for a in self.arrays]
-        else:
-            self._cur = self.arrays
+        # a shuffled pass gathers each batch when it is cut (no shuffled copy of the
+        # whole data set: no memory spike, and the batch is in cache when it runs)
+        self._cur = _random.generator().permutation(self.n) if self.shuffle else self.arrays
         self._pos = 0
 
     def _cut(self, s):
         nx, ny = self.parts
-        b = [a[s:s + self.bs] for a in self._cur]
+        if self.shuffle:
+            idx = self._cur[s:s + self.bs]
+            b = [a[idx] for a in self.arrays]
+        else:
+            b = [a[s:s + self.bs] for a in self._cur]
         return b[:nx], b[nx:nx + ny], b[nx + ny:]
 
     def epoch(self):
