@@ -247,6 +247,20 @@ def _block_reduce(src: Src, cfg, combine):
     src("    s_ //= 2")
 
 
+def reduce_index(src, x_t, kept, axes, out_flat, red_flat: str) -> list:
+    """Names of a reduction operand's index: the kept axes unflattened from the output
+    element ``out_flat`` (or, given a list, those names: unflattened earlier, outside
+    the loop), the reduced ones from the reduction element ``red_flat``."""
+    idx = [None] * x_t.rank
+    ko = out_flat if isinstance(out_flat, list) else unflatten(
+        src, out_flat, [x_t.shape[k] for k in kept], "o")
+    for k, nm in zip(kept, ko):
+        idx[k] = nm
+    for k, nm in zip(axes, unflatten(src, red_flat, [x_t.shape[k] for k in axes], "q")):
+        idx[k] = nm
+    return idx
+
+
 def _reduce(name, node, g: Group, symbols, cfg) -> Kernel:
     m = g.master
     if g.root is not m.outputs[0]:
@@ -273,13 +287,7 @@ def _reduce(name, node, g: Group, symbols, cfg) -> Kernel:
     src("q_ = tid_")
     src("while q_ < nred_:")
     src.indent()
-    ko = unflatten(src, "o_", [x_t.shape[k] for k in kept], "o")
-    kr = unflatten(src, "q_", [x_t.shape[k] for k in axes], "q")
-    idx = [None] * x_t.rank
-    for k, nm in zip(kept, ko):
-        idx[k] = nm
-    for k, nm in zip(axes, kr):
-        idx[k] = nm
+    idx = reduce_index(src, x_t, kept, axes, "o_", "q_")
     env = {}
     for k, v in enumerate(dict.fromkeys(g.inputs)):
         src(f"x{k}_ = {g.arg[v]}[{offset(idx, broadcast_strides(v.type, x_t.shape))}]")

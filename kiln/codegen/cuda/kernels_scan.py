@@ -43,7 +43,7 @@ from ...ir.ops.control import split_operands, step_type
 from ...ir.types import Affine, Poly
 from ...passes.memory import classify, plan_memory, scan_scratch_layout, step_is_contiguous
 from ..llvm.emit import broadcast_strides
-from .kernels import EW, Group, Kernel, _combine, _ident, _signature, point_element
+from .kernels import EW, Group, Kernel, _combine, _ident, _signature, point_element, reduce_index
 from .points import AT_POINT
 from .scalar import EXPR, literal
 from .source import Src, aff, dag, is_inline_constant, numel, offset, unflatten
@@ -105,12 +105,7 @@ def _reduce_element(src: Src, g: Group, flat: str, out: str):
     src(f"acc_ = {_ident(op, dt)}")
     src(f"for q_ in range({nred}):")
     src.indent()
-    kr = unflatten(src, "q_", [x_t.shape[k] for k in axes], "q")
-    idx = [None] * x_t.rank
-    for k, nm in zip(kept, ko):
-        idx[k] = nm
-    for k, nm in zip(axes, kr):
-        idx[k] = nm
+    idx = reduce_index(src, x_t, kept, axes, ko, "q_")
     env = {}
     for k, v in enumerate(dict.fromkeys(g.inputs)):
         if v is m.inputs[0] or any(v in n.inputs for n in pro_nodes):
