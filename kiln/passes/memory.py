@@ -230,8 +230,17 @@ def scan_scratch_layout(n) -> dict:
     return layout
 
 
+def _scan_scratch(n) -> Poly:
+    from .scan_rows import split_rows, split_scratch_size
+    B = split_rows(n)
+    if B is None:
+        return scan_scratch_layout(n)["size"]
+    whole = scan_scratch_layout(n)["size"]        # one unit of all rows: threads off
+    return Poly.termwise_max([whole, split_scratch_size(n, B)[0]])
+
+
 #: op family -> fn(node) -> bytes (a Poly) of scratch its kernel needs while it runs
-SCRATCH = {"scan": lambda n: scan_scratch_layout(n)["size"]}
+SCRATCH = {"scan": _scan_scratch}
 
 
 def scratch_size(n) -> Poly:

@@ -187,3 +187,37 @@ def test_scan_graph_goes_through_every_pass():
     h0 = rng.standard_normal((3, 4)).astype(np.float32)
     for a, b in zip(interpret(out, x, h0), interpret(g, x, h0)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.LSTM(5),
+    lambda L: L.GRU(6, return_sequences=True),
+    lambda L: L.LSTM(4, go_backwards=True, return_sequences=True),
+])
+def test_row_independent_recurrences_split_rows_across_threads(make):
+    """A forward RNN's scan runs as units of SPLIT_ROWS rows on the thread pool, each
+    its own recurrence: the same values as the interpreter at every batch size (a
+    partial last unit, one unit, many) and thread count."""
+    from kiln.passes.scan_rows import SPLIT_ROWS, split_rows
+    kiln.utils.set_random_seed(1)
+    model = kiln.Sequential([kiln.Input((9, 3)), make(kiln.layers)])
+    for threads in (1, 2):
+        exe = kiln.compile(model, threads=threads, cache=False)
+        (scan,) = [n for n in exe.graph.nodes if n.op.name == "scan"]
+        assert split_rows(scan) == "N"
+        for n in (1, SPLIT_ROWS - 1, SPLIT_ROWS, SPLIT_ROWS + 1, 37, 200):
+            x = np.random.default_rng(n).random((n, 9, 3), dtype=np.float32)
+            np.testing.assert_allclose(exe(x), kiln.interpret(exe.graph, x), rtol=1e-5, atol=1e-6)
+
+
+def test_backprop_through_time_is_not_split():
+    """The backward scan sums weight gradients over the batch: no row split."""
+    from kiln.passes.scan_rows import split_rows
+    kiln.utils.set_random_seed(2)
+    model = kiln.Sequential([kiln.Input((4, 3)), kiln.layers.LSTM(3), kiln.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).random((6, 4, 3), dtype=np.float32)
+    model.fit(x, np.zeros((6, 1), np.float32), batch_size=3, epochs=1, verbose=0)
+    g = model._train_step.train_exe.graph
+    splits = [split_rows(n) for n in g.nodes if n.op.name == "scan"]
+    assert len(splits) == 2 and None in splits

@@ -43,6 +43,7 @@ from ...ir.ops.control import split_operands, step_type
 from ...ir.types import Affine, Poly
 from ...passes.memory import classify, plan_memory, scan_scratch_layout, step_is_contiguous
 from ..llvm.emit import broadcast_strides
+from ...passes.scan_rows import row_dim
 from .kernels import EW, Group, Kernel, _combine, _ident, _signature, point_element, reduce_index
 from .points import AT_POINT
 from .scalar import EXPR, literal
@@ -193,77 +194,6 @@ def _block_loop(header: str, emit) -> Src:
 def _poly_src(p: Poly) -> str:
     terms = [aff(Affine(c, syms)) for syms, c in sorted(p.terms.items()) if c]
     return "(" + " + ".join(terms) + ")" if len(terms) > 1 else (terms[0] if terms else "0")
-
-
-def _axis(a, rank) -> int:
-    return a % rank if rank else 0
-
-
-def _row_local(n, row: set, B) -> bool:
-    """Whether row r of ``n``'s result reads only row r of its row-valued operands
-    (``row``: values with the batch rows along axis 0, made during the step)."""
-    out = n.outputs[0].type
-    if len(n.outputs) != 1 or not out.rank or out.shape[0] != B:
-        return False
-    fam, a = n.op.family, n.attrs
-    if fam in ("reduce", "argmax"):       # keeps axis 0; may drop others
-        axes = a["axes"] if fam == "reduce" else (a["axis"],)
-        return all(_axis(x, n.inputs[0].type.rank) != 0 for x in axes)
-    if fam == "reshape":                   # row-major: rows stay rows if both lead with B
-        return True
-    if any(u in row and u.type.rank != out.rank for u in n.inputs):
-        return False                       # elsewhere axis 0 of a row operand is axis 0
-    if n.op.kind in EW or fam == "fusion":
-        return True
-    if fam == "slice":
-        return all(_axis(x, out.rank) != 0 for x in a["axes"])
-    if fam == "pad":
-        return a["pads"][0] == 0 and a["pads"][1] == 0
-    if fam == "concat":
-        return _axis(a["axis"], out.rank) != 0
-    if fam == "transpose":
-        return a["perm"][0] == 0
-    if fam == "matmul":                    # [B,K] @ W, or batched over B
-        return out.rank > 2 or n.inputs[1] not in row
-    return False
-
-
-def _rows_ok(nodes, row: set, B, region: bool) -> bool:
-    """Every node of ``nodes`` computes its rows from the same rows only (adding its
-    results to ``row``); outside a fusion region a node must depend on the rows (a
-    node reading only invariants would be written by every block)."""
-    for n in nodes:
-        if not any(u in row for u in n.inputs):
-            if region or n.op.family in ("constant", "reshape"):
-                continue
-            return False
-        if not _row_local(n, row, B):
-            return False
-        if n.op.family == "fusion":
-            r = n.regions[0]
-            inner = {p for p, u in zip(r.inputs, n.inputs) if u in row}
-            if not _rows_ok(r.nodes, inner, B, True) or r.outputs[0] not in inner:
-                return False
-        row.update(n.outputs)
-    return True
-
-
-def row_dim(node):
-    """The batch dimension B when the scan's body is row-independent (every carry,
-    sequence step and yielded value has B rows along axis 0, and row r of every step
-    depends on row r only): then blocks own disjoint row ranges and need no grid-wide
-    sync. None otherwise (one block runs the whole recurrence)."""
-    (body,) = node.regions
-    nc, ns = node.attrs["num_carries"], node.attrs["num_sequences"]
-    varying = body.inputs[:nc + ns]
-    if any(not v.type.rank for v in [*varying, *body.outputs]):
-        return None
-    B = varying[0].type.shape[0]
-    if isinstance(B, int) and B <= 1:
-        return None
-    if any(v.type.shape[0] != B for v in [*varying, *body.outputs]):
-        return None
-    return B if _rows_ok(body.nodes, set(varying), B, False) else None
 
 
 def emit_scan(name: str, node, symbols, cfg, base: Poly) -> Kernel:
