@@ -125,16 +125,27 @@ class _RNN(Layer):
         return v
 
     # -- the recurrence -----------------------------------------------------------------
-    def _input_projection(self, x):
-        """x @ kernel (+ the input bias) for all time steps: [N, T, g*units]."""
-        y = ops.matmul(x, self.kernel)
-        return ops.add(y, self.bias) if self.use_bias else y
+    def _input_projection(self, x, kernel=None, bias=None):
+        """x @ kernel (+ the input bias) for all time steps: [N, T, g*units]; inside a
+        scan body ``kernel`` and ``bias`` are the body's copies (see ``_run``)."""
+        y = ops.matmul(x, self.kernel if kernel is None else kernel)
+        b = self._projection_bias() if bias is None else bias
+        return y if b is None else ops.add(y, b)
+
+    def _projection_bias(self):
+        """What the input projection adds (None without a bias)."""
+        return self.bias if self.use_bias else None
 
     def _invariants(self) -> list:
         return [self.recurrent_kernel]
 
+    #: the step's pre-activation is x_t @ W + h @ U + b with nothing between (SimpleRNN,
+    #: LSTM; not GRU, whose reset gate scales h @ U): inference may compute it as one GEMM
+    MERGED_STEP = False
+
     def _step(self, states, xw, invariants) -> list:
-        """New states from the previous ones and one step of the input projection."""
+        """New states from the previous ones and one step of the input projection
+        (``invariants`` None: ``xw`` already holds the whole pre-activation, h @ U too)."""
         raise NotImplementedError
 
     def _check_call(self, sequences, mask, training):
@@ -166,17 +177,44 @@ class _RNN(Layer):
                 raise ValueError(f'{type(self).__name__} layer "{self.name}" expects '
                                  f"{self.STATES} initial state(s), got {len(states)}")
         seq = self.return_sequences
-
-        def body(cs, xs, ws):
-            new = self._step(cs, xs[0], ws)
-            return new, ([new[0]] if seq else [])
-
+        invariants = self._invariants()
         # Time-major when the input is no wider than its projection (always for LSTM and
-        # GRU: 3-4 units per unit): x is transposed once so every step's slice of the
-        # projection is contiguous -- else the scan would stage a strided copy per step.
+        # GRU: 3-4 units per unit): x is transposed once so every step's slice is
+        # contiguous -- else the scan would stage a strided copy per step. Inference
+        # projects each step inside the recurrence (no [T, N, 4*units] intermediate to
+        # write and read back; the scan's rows can then run on separate threads with
+        # all their data in cache); training projects all steps at once, before it,
+        # so the backward pass gets the kernel's gradient as one GEMM.
         time_major = x.shape[-1] <= ops.convert(self.kernel).shape[-1]
-        proj = self._input_projection(ops.transpose(x, (1, 0, 2)) if time_major else x)
-        finals, stacked = scan(states, [proj], self._invariants(), body,
+        in_step = time_major and not training
+        if in_step and self.MERGED_STEP:
+            # z = [x_t, h] @ [kernel; recurrent_kernel] + bias: ONE GEMM per step
+            bias = self._projection_bias()
+            extra = [ops.concatenate([ops.convert(self.kernel), ops.convert(self.recurrent_kernel)],
+                                     axis=0)] + ([bias] if bias is not None else [])
+
+            def body(cs, xs, ws):
+                z = self._input_projection(ops.concatenate([xs[0], cs[0]], axis=-1), ws[0],
+                                           ws[1] if len(ws) > 1 else None)
+                new = self._step(cs, z, None)
+                return new, ([new[0]] if seq else [])
+            sequence, invariants = ops.transpose(x, (1, 0, 2)), extra
+        elif in_step:
+            bias = self._projection_bias()
+            extra = [ops.convert(self.kernel)] + ([bias] if bias is not None else [])
+            k = len(invariants)
+
+            def body(cs, xs, ws):
+                xw = self._input_projection(xs[0], ws[k], ws[k + 1] if len(ws) > k + 1 else None)
+                new = self._step(cs, xw, ws[:k])
+                return new, ([new[0]] if seq else [])
+            sequence, invariants = ops.transpose(x, (1, 0, 2)), invariants + extra
+        else:
+            def body(cs, xs, ws):
+                new = self._step(cs, xs[0], ws)
+                return new, ([new[0]] if seq else [])
+            sequence = self._input_projection(ops.transpose(x, (1, 0, 2)) if time_major else x)
+        finals, stacked = scan(states, [sequence], invariants, body,
                                axis=0 if time_major else 1, reverse=self.go_backwards)
         ys = stacked[0] if seq else None
         if ys is not None and time_major:
@@ -202,14 +240,16 @@ def _flip_time(ys, layer):
 
 class SimpleRNN(_RNN):
     CELL = "simple_rnn_cell"
+    MERGED_STEP = True
 
     def _step(self, states, xw, ws):
         (h,) = states
-        return [self.activation(ops.add(xw, ops.matmul(h, ws[0])))]
+        return [self.activation(xw if ws is None else ops.add(xw, ops.matmul(h, ws[0])))]
 
 
 class LSTM(_RNN):
     GATES, STATES, CELL = 4, 2, "lstm_cell"
+    MERGED_STEP = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -237,7 +277,7 @@ class LSTM(_RNN):
     def _step(self, states, xw, ws):
         h, c = states
         u = self.units
-        z = ops.add(xw, ops.matmul(h, ws[0]))
+        z = xw if ws is None else ops.add(xw, ops.matmul(h, ws[0]))
         ra = self.recurrent_activation
         i, f, o = ra(z[:, :u]), ra(z[:, u:2 * u]), ra(z[:, 3 * u:])
         c = ops.add(ops.multiply(f, c), ops.multiply(i, self.activation(z[:, 2 * u:3 * u])))
@@ -263,12 +303,11 @@ class GRU(_RNN):
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def _input_projection(self, x):
-        y = ops.matmul(x, self.kernel)
+    def _projection_bias(self):
         if not self.use_bias:
-            return y
+            return None
         b = ops.convert(self.bias)
-        return ops.add(y, b[0] if self.reset_after else b)
+        return b[0] if self.reset_after else b
 
     def _invariants(self):
         u = self.units
