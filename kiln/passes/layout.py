@@ -30,6 +30,10 @@ from ..ir.types import DType
 from .manager import register_pass
 
 
+#: max pooling after a conv (and its bias and relu) is computed by the conv itself
+POOL_INTO_CONV = True
+
+
 def panel_width(target=None) -> int:
     return 2 * (targets.current() if target is None else targets.get(target)).f32_lanes
 
@@ -59,6 +63,8 @@ def layout(g: Graph) -> Graph:
             return nn.outputs
         if n.op.name == "conv2d":
             return _conv(new_g, n, ins)
+        if n.op.name == "max_pool2d" and POOL_INTO_CONV:
+            return _pool_into_conv(new_g, n, ins)
         if n.op.name == "scan":
             return _scan(new_g, n, ins)
         if n.op.name != "matmul":
@@ -98,6 +104,45 @@ def layout(g: Graph) -> Graph:
         a = n.attrs
         return (new_g.op("conv2d_packed", x, packed[w], kernel=(kh, kw), n=o, strides=a["strides"],
                          dilations=a["dilations"], pads=a["pads"]),)
+
+    old_users = g.users()
+
+    def _pool_into_conv(new_g, n, ins):
+        """max_pool2d(relu(conv(x) + b)) with non-overlapping windows is
+        relu(maxpool(conv(x)) + b) -- adding a per-channel constant and relu are
+        non-decreasing, so they commute with a max: the conv computes the pooled output
+        (``conv2d_packed{pool}``) and its full-size output never exists. The unpooled
+        chain built so far is left for dce."""
+        a = n.attrs
+        if tuple(a["window"]) != tuple(a["strides"]) or any(a["pads"]):
+            return None
+        chain, v, old = [], ins[0], n.inputs[0]
+        while True:
+            if len(old_users.get(old, [])) != 1:      # the unpooled value is needed elsewhere
+                return None
+            p, q = v.producer, old.producer
+            if p is None or q is None:
+                return None
+            if p.op.name == "conv2d_packed" and not p.attrs["pool"]:
+                break
+            if p.op.name == "relu":
+                chain.append(("relu", None))
+                v, old = p.inputs[0], q.inputs[0]
+                continue
+            if p.op.name == "add":
+                k = 0 if p.inputs[0].producer is not None and p.inputs[0].type.rank == 4 else 1
+                bias = p.inputs[1 - k]
+                if bias.type.rank != 1 or p.inputs[k].type.rank != 4:
+                    return None                           # only a per-channel constant
+                chain.append(("add", bias))
+                v, old = p.inputs[k], q.inputs[k]
+                continue
+            return None
+        conv = p
+        out = new_g.op("conv2d_packed", *conv.inputs, **{**conv.attrs.as_dict(), "pool": tuple(a["window"])})
+        for kind, bias in reversed(chain):
+            out = new_g.op("relu", out) if kind == "relu" else new_g.op("add", out, bias)
+        return (out,)
 
     def _scan(new_g, n, ins):
         """A known loop-invariant weight that the body only multiplies by (as a matmul's

@@ -225,3 +225,43 @@ def test_broadcast_batched_matmul_keeps_the_plain_kernel():
     g.set_outputs([g.op("matmul", a, b), g.op("matmul", a, c)])
     names = [n.op.name for n in PassManager(["layout", "dce"]).run(g).nodes]
     assert names.count("matmul_packed") == 1 and names.count("matmul") == 1
+
+
+def _pooled_convs(graph):
+    return [k for n in graph.nodes for k in ([n] + (list(n.regions[0].nodes) if n.op.name == "fusion" else []))
+            if k.op.name == "conv2d_packed" and k.attrs["pool"]]
+
+
+@pytest.mark.parametrize("layers,fused", [
+    (lambda L: [L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2)], True),
+    (lambda L: [L.Conv2D(40, 3, padding="same"), L.MaxPooling2D((2, 3))], True),
+    (lambda L: [L.Conv2D(5, (2, 3), strides=2, padding="same", activation="relu"), L.MaxPooling2D(2)], True),
+    (lambda L: [L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2, strides=1)], False),   # overlapping
+    (lambda L: [L.Conv2D(8, 3, activation="tanh"), L.MaxPooling2D(2)], False),             # not a max-commuting op
+])
+def test_max_pool_after_conv_bias_relu_is_computed_by_the_conv(layers, fused):
+    """max_pool(relu(conv + b)) == relu(max_pool(conv) + b) for non-overlapping windows:
+    the conv computes the pooled output; partial last windows dropped, NaN propagated."""
+    kiln.utils.set_random_seed(0)
+    model = kiln.Sequential([kiln.Input((11, 13, 3)), *layers(kiln.layers)])
+    for threads in (1, 2):
+        exe = kiln.compile(model, threads=threads, cache=False)
+        assert bool(_pooled_convs(exe.graph)) is fused
+        for n in (1, 3, 20):
+            x = rng.random((n, 11, 13, 3), dtype=np.float32) - 0.5
+            if n == 3:
+                x[1, 4, 5, 0] = np.nan
+            np.testing.assert_allclose(exe(x), kiln.interpret(kiln.lower(model), x), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_output_used_elsewhere_is_not_pooled_in_place():
+    kiln.utils.set_random_seed(1)
+    L = kiln.layers
+    x = kiln.Input((8, 8, 2))
+    c = L.Conv2D(4, 3, activation="relu")(x)
+    model = kiln.Model(x, [L.MaxPooling2D(2)(c), L.Flatten()(c)])
+    exe = kiln.compile(model, cache=False)
+    assert not _pooled_convs(exe.graph)
+    xv = rng.random((2, 8, 8, 2), dtype=np.float32)
+    for got, want in zip(exe(xv), kiln.interpret(kiln.lower(model), xv)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -112,3 +112,21 @@ def test_conv2d_packed_equals_conv2d():
             patch = xp[:, 2 * y:2 * y + 3, z:z + 4:2, :]
             want[:, y, z, :] = np.einsum("nijc,ijco->no", patch, w)
     np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_packed_pool_is_the_max_pool_of_the_conv():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((3, 3, 2, 5)).astype(np.float32)
+    x = rng.standard_normal((2, 9, 8, 2)).astype(np.float32)
+    g = Graph("p")
+    xv = g.add_input("x", TensorType(("N", 9, 8, 2)))
+    wv = g.add_param("w", w)
+    packed = g.op("pack_panels", g.op("reshape", wv, shape=(18, 5)), nr=4)
+    pooled = g.op("conv2d_packed", xv, packed, kernel=(3, 3), n=5, pool=(2, 3))
+    assert pooled.type.shape == ("N", 3, 2, 5)                  # 7x6 conv output, windows 2x3
+    g.set_outputs([pooled, g.op("max_pool2d", g.op("conv2d", xv, wv, groups=1),
+                                window=(2, 3), strides=(2, 3), pads=(0, 0, 0, 0))])
+    a, b = kiln.interpret(g, x)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(OpTypeError, match="pool must be"):
+        g.op("conv2d_packed", xv, packed, kernel=(3, 3), n=5, pool=(0, 2))

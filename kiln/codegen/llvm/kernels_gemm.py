@@ -89,6 +89,10 @@ class ConvRows:
         self.K = I64(self.kh * self.kw * self.C)
         self.rows = kc.affine(Affine.product(out_t.shape[:-1]))
         self.padded = any(attrs["pads"])
+        # conv + max pool (``pool``): a row is a pooled pixel; the GEMM runs once per
+        # position (dy, dx) in its window (``sub``, set before each k loop) and keeps the max
+        self.pool = tuple(attrs.get("pool") or ())
+        self.sub = None
 
     def k_loop(self, row_ids, body):
         kc, b = self.kc, self.kc.b
@@ -98,6 +102,9 @@ class ConvRows:
             t = b.sdiv(r, I64(self.Wo))
             oy = b.srem(t, I64(self.Ho))
             n = b.sdiv(t, I64(self.Ho))
+            if self.pool:   # the conv pixel at (dy, dx) of the pooled pixel's window
+                oy = b.add(b.mul(oy, I64(self.pool[0])), self.sub[0])
+                ox = b.add(b.mul(ox, I64(self.pool[1])), self.sub[1])
             pix.append((b.mul(n, I64(self.H * self.W * self.C)),
                         b.sub(b.mul(oy, I64(self.sh)), I64(self.top)),
                         b.sub(b.mul(ox, I64(self.sw)), I64(self.left))))
@@ -167,8 +174,11 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
 
     with b.goto_entry_block():
         accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec * GROUP)] for r in range(MR)]
+        pmax = ([[b.alloca(vt, name=f"max{r}_{v}") for v in range(nvec)] for r in range(MR)]
+                if getattr(src, "pool", ()) else [])
         tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
     tile_ptr = b.bitcast(tile, ptr(dt))
+    ninf_v = ll.Constant(vt, [float("-inf")] * VW)
 
     masked = isinstance(src, ConvRows)   # see the row loops below
 
@@ -195,8 +205,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                     b.store(b.call(fma, [sa, bvec[q], b.load(acc[r][q])]), acc[r][q])
 
         last = b.sub(rows, I64(1))
-        src.k_loop([b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
-                    for r in range(R)], step)
+        row_ids = [b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
+                   for r in range(R)]
+        if getattr(src, "pool", ()):
+            pooled_k_loops(acc, row_ids, step)
+        else:
+            src.k_loop(row_ids, step)
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
@@ -212,6 +226,30 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                             tile_epilogue(b.add(i, I64(r)), j0, I64(width))
                     else:
                         tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+
+    def pooled_k_loops(acc, row_ids, step):
+        """One k loop per position of the pool window, the running max in ``pmax``
+        (NaN-propagating, like the max of the reference), left in ``acc``."""
+        ph, pw = src.pool
+        mx = [row[:len(acc[0])] for row in pmax[:len(acc)]]
+        for row in mx:
+            for a in row:
+                b.store(ninf_v, a)
+        with kc.loop(I64(ph * pw), name="q") as q:
+            src.sub = (b.sdiv(q, I64(pw)), b.srem(q, I64(pw)))
+            for row in acc:
+                for a in row:
+                    b.store(zero_v, a)
+            src.k_loop(row_ids, step)
+            for arow, mrow in zip(acc, mx):
+                for a, m_ in zip(arow, mrow):
+                    x, cur = b.load(a), b.load(m_)
+                    take = b.or_(b.fcmp_unordered("uno", x, x),
+                                 b.and_(b.fcmp_ordered("ord", cur, cur), b.fcmp_ordered(">", x, cur)))
+                    b.store(b.select(take, x, cur), m_)
+        for arow, mrow in zip(acc, mx):
+            for a, m_ in zip(arow, mrow):
+                b.store(b.load(m_), a)
 
     def store_row(acc, g, r, i, j0, width):
         """Row r of the tile's panel g into C (the partial panel through the stack)."""

@@ -103,20 +103,31 @@ class Conv2DPacked(OpDef):
     """conv2d (groups=1) whose kernel [kh,kw,C,O] was reshaped to [kh*kw*C, O] and
     packed by ``pack_panels``: an implicit GEMM -- rows are output pixels, the k axis
     runs over (i, j, c) of the window, read straight from the input (padding reads 0;
-    nothing is materialized)."""
+    nothing is materialized). ``pool=[ph, pw]``: then max pooling over non-overlapping
+    ph x pw windows (stride = window, no padding, a partial last window dropped) --
+    the conv's full-size output never exists."""
     name = "conv2d_packed"
     kind = Kind.OUT_FUSABLE
     family = "conv2d_packed"
     num_inputs = 2
     attrs = (Attr("kernel", AttrKind.INTS), Attr("n", AttrKind.INT),
              Attr("strides", AttrKind.INTS, (1, 1)), Attr("dilations", AttrKind.INTS, (1, 1)),
-             Attr("pads", AttrKind.INTS, (0, 0, 0, 0)))
+             Attr("pads", AttrKind.INTS, (0, 0, 0, 0)), Attr("pool", AttrKind.INTS, ()))
 
     @staticmethod
     def _conv():
         return get_op("conv2d")   # shapes and reference: exactly conv2d's
 
-    def infer(self, x: TensorType, wp: TensorType, *, kernel, n, strides, dilations, pads):
+    def infer(self, x: TensorType, wp: TensorType, *, kernel, n, strides, dilations, pads, pool):
+        t = self._infer_conv(x, wp, kernel=kernel, n=n, strides=strides, dilations=dilations,
+                             pads=pads)
+        if not pool:
+            return t
+        if len(pool) != 2 or min(pool) < 1:
+            raise OpTypeError(f"conv2d_packed: pool must be [ph, pw] >= 1, got {list(pool)}")
+        return get_op("max_pool2d").infer(t, window=tuple(pool), strides=tuple(pool), pads=(0, 0, 0, 0))
+
+    def _infer_conv(self, x: TensorType, wp: TensorType, *, kernel, n, strides, dilations, pads):
         if wp.rank != 3 or x.rank != 4:
             raise OpTypeError(f"conv2d_packed: expects NHWC input and packed panels, got {x}, {wp}")
         npanels, k, nr = wp.shape
@@ -128,7 +139,10 @@ class Conv2DPacked(OpDef):
         w = TensorType((kernel[0], kernel[1], x.shape[3], n), x.dtype)
         return self._conv().infer(x, w, strides=strides, dilations=dilations, pads=pads, groups=1)
 
-    def reference(self, x, wp, *, kernel, n, strides, dilations, pads):
+    def reference(self, x, wp, *, kernel, n, strides, dilations, pads, pool):
         w = unpack_panels(wp, n).reshape(kernel[0], kernel[1], x.shape[3], n)
-        return self._conv().reference(x, w, strides=strides, dilations=dilations, pads=pads,
-                                      groups=1)
+        y = self._conv().reference(x, w, strides=strides, dilations=dilations, pads=pads, groups=1)
+        if pool:
+            y = get_op("max_pool2d").reference(y, window=tuple(pool), strides=tuple(pool),
+                                               pads=(0, 0, 0, 0))
+        return y
