@@ -14,7 +14,7 @@ from ...ir.opdef import normalize_axis
 from ...ir.types import DType
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
-from .kernels_nn import _FLAGS, _lin, _mac, _smax, _smin, grouped_taps, window_taps
+from .kernels_nn import _FLAGS, _lin, _mac, grouped_taps, window_taps
 from . import kernels_convgrad as convgrad
 from . import kernels_pool
 
@@ -83,25 +83,6 @@ def emit_conv2d_backprop_kernel(module, name, node, symbols):
     return kc.finish()
 
 
-def _windows(kc, node, x_shape, body):
-    """For each output pixel: its window clipped to the image, (n, obase, y range,
-    x range), handed to ``body``."""
-    b = kc.b
-    _, H, W, C = x_shape
-    _, Ho, Wo, _ = node.inputs[-1].type.shape     # dy
-    kh, kw = node.attrs["window"]
-    sh, sw = node.attrs["strides"]
-    pt, _, pl, _ = node.attrs["pads"]
-    with kc.loop(kc.dim(x_shape[0]), name="n") as n:
-        with kc.loop(I64(Ho), name="oy") as oy:
-            y0 = b.sub(b.mul(oy, I64(sh)), I64(pt))
-            ys = _smax(b, y0, I64(0)), _smin(b, b.add(y0, I64(kh)), I64(H))
-            with kc.loop(I64(Wo), name="ox") as ox:
-                x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
-                xs = _smax(b, x0, I64(0)), _smin(b, b.add(x0, I64(kw)), I64(W))
-                body(n, b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(C)), ys, xs)
-
-
 @kernel("max_pool2d_grad")
 def emit_max_pool2d_grad(module, name, node, symbols):
     """Per output pixel and channel vector: the window's first maximum (a later element
@@ -134,5 +115,7 @@ def emit_avg_pool2d_grad(module, name, node, symbols):
                     share = b.fmul(kc.load(dy_ptr, b.add(obase, c), dt), inv)
                     _add_to(kc, dt, dx_ptr, b.add(xbase, c), share)
 
-    _windows(kc, node, dx_t.shape, body)
+    kernels_pool._window_walk(kc, node, dx_t.shape, node.inputs[-1].type.shape[1:3], I64(0),
+                              kc.dim(dx_t.shape[0]),
+                              lambda n, obase, y0, x0, ys, xs: body(n, obase, ys, xs))
     return kc.finish()
