@@ -187,33 +187,30 @@ class _RNN(Layer):
         # so the backward pass gets the kernel's gradient as one GEMM.
         time_major = x.shape[-1] <= ops.convert(self.kernel).shape[-1]
         in_step = time_major and not training
-        if in_step and self.MERGED_STEP:
-            # z = [x_t, h] @ [kernel; recurrent_kernel] + bias: ONE GEMM per step
+        # MERGED_STEP: z = [x_t, h] @ [kernel; recurrent_kernel] + bias, ONE GEMM per step
+        merged = in_step and self.MERGED_STEP
+        if merged:
+            invariants = []
+        k = len(invariants)             # the step's own invariants; the projection's follow
+        if in_step:
+            kernel = ops.convert(self.kernel)
+            if merged:
+                kernel = ops.concatenate([kernel, ops.convert(self.recurrent_kernel)], axis=0)
             bias = self._projection_bias()
-            extra = [ops.concatenate([ops.convert(self.kernel), ops.convert(self.recurrent_kernel)],
-                                     axis=0)] + ([bias] if bias is not None else [])
-
-            def body(cs, xs, ws):
-                z = self._input_projection(ops.concatenate([xs[0], cs[0]], axis=-1), ws[0],
-                                           ws[1] if len(ws) > 1 else None)
-                new = self._step(cs, z, None)
-                return new, ([new[0]] if seq else [])
-            sequence, invariants = ops.transpose(x, (1, 0, 2)), extra
-        elif in_step:
-            bias = self._projection_bias()
-            extra = [ops.convert(self.kernel)] + ([bias] if bias is not None else [])
-            k = len(invariants)
-
-            def body(cs, xs, ws):
-                xw = self._input_projection(xs[0], ws[k], ws[k + 1] if len(ws) > k + 1 else None)
-                new = self._step(cs, xw, ws[:k])
-                return new, ([new[0]] if seq else [])
-            sequence, invariants = ops.transpose(x, (1, 0, 2)), invariants + extra
+            invariants = invariants + [kernel] + ([bias] if bias is not None else [])
+            sequence = ops.transpose(x, (1, 0, 2))
         else:
-            def body(cs, xs, ws):
-                new = self._step(cs, xs[0], ws)
-                return new, ([new[0]] if seq else [])
             sequence = self._input_projection(ops.transpose(x, (1, 0, 2)) if time_major else x)
+
+        def body(cs, xs, ws):
+            xw = xs[0]
+            if in_step:
+                if merged:
+                    xw = ops.concatenate([xw, cs[0]], axis=-1)
+                xw = self._input_projection(xw, ws[k], ws[k + 1] if len(ws) > k + 1 else None)
+            new = self._step(cs, xw, None if merged else ws[:k])
+            return new, ([new[0]] if seq else [])
+
         finals, stacked = scan(states, [sequence], invariants, body,
                                axis=0 if time_major else 1, reverse=self.go_backwards)
         ys = stacked[0] if seq else None
