@@ -13,6 +13,8 @@ the last, partial panel goes through a small tile on the stack. A fused epilogue
 """
 from __future__ import annotations
 
+import contextlib
+
 import llvmlite.ir as ll
 
 from ...ir.types import Affine
@@ -36,6 +38,7 @@ def _vec_width(nr: int) -> int:
 class MatrixRows:
     """A rows of a plain GEMM: A[row, k] of a row-major [rows, K] matrix, or with
     ``transpose`` of a [K, rows] one (then the MR rows of one k are adjacent)."""
+    pool = ()     # (ConvRows: max pooling after the conv)
 
     def __init__(self, kc, a_ptr, a_t, transpose=False):
         self.kc, self.a_ptr, self.dt, self.transpose = kc, a_ptr, a_t.dtype, transpose
@@ -175,7 +178,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     with b.goto_entry_block():
         accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(nvec * GROUP)] for r in range(MR)]
         pmax = ([[b.alloca(vt, name=f"max{r}_{v}") for v in range(nvec)] for r in range(MR)]
-                if getattr(src, "pool", ()) else [])
+                if src.pool else [])
         tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
     tile_ptr = b.bitcast(tile, ptr(dt))
     ninf_v = ll.Constant(vt, [float("-inf")] * VW)
@@ -207,25 +210,25 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         last = b.sub(rows, I64(1))
         row_ids = [b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
                    for r in range(R)]
-        if getattr(src, "pool", ()):
+        if src.pool:
             pooled_k_loops(acc, row_ids, step)
         else:
             src.k_loop(row_ids, step)
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
-                if masked and r:
-                    with b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last)):
-                        store_row(acc, g, r, i, j0, width)
-                else:
+                with row_guard(i, r, last):
                     store_row(acc, g, r, i, j0, width)
             if tile_epilogue is not None:
                 for r in range(R):
-                    if masked and r:
-                        with b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last)):
-                            tile_epilogue(b.add(i, I64(r)), j0, I64(width))
-                    else:
+                    with row_guard(i, r, last):
                         tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+
+    def row_guard(i, r, last):
+        """Row r of a masked block exists only up to the last row (row 0 always does)."""
+        if masked and r:
+            return b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last))
+        return contextlib.nullcontext()
 
     def pooled_k_loops(acc, row_ids, step):
         """One k loop per position of the pool window, the running max in ``pmax``
