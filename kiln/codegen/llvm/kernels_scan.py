@@ -23,6 +23,11 @@ Per step s (time index t = s, or T-1-s when ``reverse``):
   into staging and copied into the stack after the body ran.
 
 With T = 0 the initial carries are copied to the results.
+
+A row-independent recurrence (``split_rows`` in kiln/passes/scan_rows.py: every forward
+RNN) runs as units of SPLIT_ROWS batch rows on the thread pool: each chunk of units is a
+whole recurrence over its rows, with the body called at N = its row count and without
+the pool, in its own part of the scratch (sized for that by the memory planner).
 """
 from __future__ import annotations
 
@@ -36,13 +41,6 @@ from .emit import I1, I8, I64, KernelContext, ptr
 from .kernels import kernel
 from .kernels_data import strided_copy
 from .module import lower_graph
-
-
-def _poly(kc, p: Poly) -> ll.Value:
-    acc = I64(0)
-    for syms, c in p.terms.items():
-        acc = kc.b.add(acc, kc.affine(Affine(c, syms)))
-    return acc
 
 
 def _bytes(kc, t) -> ll.Value:
@@ -150,7 +148,7 @@ def emit_scan(module, name, node, symbols):
         scratch = b.gep(tc.args[-1], [b.mul(lo, _poly_at(tc, unit_bytes, {}))])
         _recurrence(tc, node, entry, outs, ins, scratch, local, {B: mine})
 
-    kc.parallel(units, task, work=kc.b.mul(units, I64(1 << 20)))
+    kc.parallel(units, task, min_work=1)     # each unit is a whole recurrence
     return kc.finish()
 
 
