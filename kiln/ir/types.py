@@ -223,6 +223,14 @@ class Poly:
     def evaluate(self, bindings: Mapping[str, int]) -> int:
         return sum(Affine(c, s).evaluate(bindings) for s, c in self.terms.items())
 
+    def substitute(self, sym: str, value: int) -> "Poly":
+        """This polynomial with ``sym`` set to ``value`` (a Poly in the other symbols)."""
+        out: dict = {}
+        for syms, c in self.terms.items():
+            rest = tuple(s for s in syms if s != sym)
+            out[rest] = out.get(rest, 0) + c * value ** (len(syms) - len(rest))
+        return Poly(out)
+
     def __str__(self) -> str:
         if not self.terms:
             return "0"

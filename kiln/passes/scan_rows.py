@@ -87,16 +87,6 @@ def row_dim(node):
 SPLIT_ROWS = 8
 
 
-def _poly_at(p, sym: str, value: int):
-    """``p`` with ``sym`` replaced by ``value`` (a Poly in the other symbols)."""
-    from ..ir.types import Poly
-    out: dict = {}
-    for syms, c in p.terms.items():
-        rest = tuple(s for s in syms if s != sym)
-        out[rest] = out.get(rest, 0) + c * value ** (len(syms) - len(rest))
-    return Poly(out)
-
-
 def split_rows(node):
     """The batch symbol when the CPU runs this scan's rows in parallel units of
     SPLIT_ROWS rows, each unit its own whole recurrence with its own scratch: the body
@@ -121,7 +111,7 @@ def split_scratch_size(node, B: str):
     unit needs, bounded by a Poly linear in N."""
     from ..ir.types import Poly
     from .memory import scan_scratch_layout
-    unit = _poly_at(scan_scratch_layout(node)["size"], B, SPLIT_ROWS)
+    unit = scan_scratch_layout(node)["size"].substitute(B, SPLIT_ROWS)
     terms = dict(unit.terms)
     for syms, c in unit.terms.items():
         k = tuple(sorted((*syms, B)))
