@@ -87,35 +87,46 @@ def classify(g: Graph) -> dict:
         else:
             for o in n.outputs:
                 storage[o] = ("output", g.outputs.index(o)) if out_count.get(o) == 1 else ("arena",)
-    for p, v in g.updates:
-        if _updates_in_place(g, p, v, storage):
-            storage[v] = ("alias", p)
+    for p, v in _in_place_updates(g, storage):
+        storage[v] = ("alias", p)
     return storage
 
 
-def _updates_in_place(g: Graph, p: Value, v: Value, storage: dict) -> bool:
-    """May the state update ``p <- v`` be computed straight into ``p``'s buffer (no
-    copy at the end)? Yes when ``v`` is an arena result of the same type whose
-    producer is the LAST reader of ``p`` (through any alias) and reads it as an
-    elementwise kernel does -- element i read before element i is written -- and
-    ``p`` is not a graph result."""
-    if storage.get(v) != ("arena",) or v.type != p.type or storage.get(p, ("",))[0] != "param":
-        return False
-    at = {n: i for i, n in enumerate(g.nodes)}
-    producer = v.producer
-    if producer not in at or not is_elementwise_kernel(producer):
-        return False
-    if any(o.type != v.type for o in producer.outputs):
-        return False
-    views = {p} | {w for w, s in storage.items() if s == ("alias", p)}
-    if any(w in views for w in g.outputs):
-        return False
-    k = at[producer]
+def _in_place_updates(g: Graph, storage: dict) -> list:
+    """The state updates ``p <- v`` that may be computed straight into ``p``'s buffer
+    (no copy at the end): ``v`` is an arena result of ``p``'s type whose producer is
+    the LAST reader of ``p`` (through any alias) and reads it once, as an elementwise
+    kernel does -- element i read before element i is written -- and ``p`` is not a
+    graph result. One pass over the nodes for all updates."""
+    params = {p for p, _ in g.updates if storage.get(p, ("",))[0] == "param"}
+    if not params:
+        return []
+    def root(w):
+        s = storage.get(w)
+        return s[1] if s is not None and s[0] == "alias" else w
+    last: dict = {}           # param -> (index of its last reader, that reader's reads, direct)
     for i, n in enumerate(g.nodes):
-        reads = sum(w in views for w in n.inputs)
-        if reads and (i > k or (i == k and (reads != 1 or p not in n.inputs))):
-            return False
-    return True
+        reads: dict = {}
+        for w in n.inputs:
+            r = root(w)
+            if r in params:
+                reads[r] = reads.get(r, 0) + 1
+        for r, count in reads.items():
+            last[r] = (i, count, r in n.inputs)
+    at = {n: i for i, n in enumerate(g.nodes)}
+    results = {root(w) for w in g.outputs}
+    out = []
+    for p, v in g.updates:
+        producer = v.producer
+        if (p not in params or p in results or storage.get(v) != ("arena",) or v.type != p.type
+                or producer not in at or not is_elementwise_kernel(producer)
+                or any(o.type != v.type for o in producer.outputs)):
+            continue
+        k = at[producer]
+        i, count, direct = last.get(p, (-1, 0, False))
+        if i < k or (i == k and count == 1 and direct):
+            out.append((p, v))
+    return out
 
 
 def lifetimes(g: Graph, storage: dict | None = None) -> dict:
