@@ -130,7 +130,7 @@ def layout(g: Graph) -> Graph:
                 v, old = p.inputs[0], q.inputs[0]
                 continue
             if p.op.name == "add":
-                k = 0 if p.inputs[0].producer is not None and p.inputs[0].type.rank == 4 else 1
+                k = 0 if p.inputs[0].type.rank == 4 else 1     # the conv side; the bias is [O]
                 bias = p.inputs[1 - k]
                 if bias.type.rank != 1 or p.inputs[k].type.rank != 4:
                     return None                           # only a per-channel constant
