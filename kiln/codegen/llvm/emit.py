@@ -209,17 +209,50 @@ def collapse(shape, *strides_list):
 def strided_nest(kc: KernelContext, shape, strides_list, body):
     """Loop over ``shape`` (dims or Affine sizes); call ``body(offsets)`` innermost with
     one i64 element offset per stride vector."""
-    sizes = [d if isinstance(d, Affine) else Affine.product([d]) for d in shape]
+    sizes = _sizes(shape)
     stride_vals = [[kc.affine(s) for s in strides] for strides in strides_list]
+    _nest(kc, sizes, stride_vals, 0, [I64(0)] * len(strides_list), body)
 
-    def rec(k, offs):
-        if k == len(sizes):
-            body(offs)
-            return
-        with kc.loop(kc.affine(sizes[k]), name=f"i{k}") as i:
-            nxt = [kc.b.add(o, kc.b.mul(i, sv[k], flags=["nsw"]), flags=["nsw"])
-                   if not (isinstance(sv[k], ll.Constant) and sv[k].constant == 0) else o
-                   for o, sv in zip(offs, stride_vals)]
-            rec(k + 1, nxt)
 
-    rec(0, [I64(0)] * len(strides_list))
+#: elementwise loop nests of at least this many elements are split across the pool
+NEST_MIN_WORK = 1 << 15
+
+
+def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = NEST_MIN_WORK):
+    """``strided_nest`` with the outermost dimension split across the thread pool when
+    the nest has at least ``min_work`` elements. ``body(ctx, offsets)`` emits into
+    ``ctx``: the kernel's own context, or a task's whose ``args`` mirror the kernel's
+    (so the body must take its pointers from ``ctx.args``). Every point must be
+    independent of the others (elementwise work)."""
+    sizes = _sizes(shape)
+    total = Affine.product([s for s in sizes]) if sizes else Affine(1)
+    if not sizes or (not total.syms and total.coeff < min_work):
+        stride_vals = [[kc.affine(s) for s in strides] for strides in strides_list]
+        _nest(kc, sizes, stride_vals, 0, [I64(0)] * len(strides_list), lambda offs: body(kc, offs))
+        return
+
+    def task(tc, lo, hi):
+        stride_vals = [[tc.affine(s) for s in strides] for strides in strides_list]
+        with tc.loop(hi, start=lo, name="p0") as i:
+            offs = [_step(tc, I64(0), i, sv[0]) for sv in stride_vals]
+            _nest(tc, sizes, stride_vals, 1, offs, lambda o: body(tc, o))
+
+    kc.parallel(kc.affine(sizes[0]), task, work=kc.affine(total), min_work=min_work)
+
+
+def _sizes(shape) -> list[Affine]:
+    return [d if isinstance(d, Affine) else Affine.product([d]) for d in shape]
+
+
+def _step(kc, o, i, stride):
+    if isinstance(stride, ll.Constant) and stride.constant == 0:
+        return o
+    return kc.b.add(o, kc.b.mul(i, stride, flags=["nsw"]), flags=["nsw"])
+
+
+def _nest(kc, sizes, stride_vals, k, offs, body):
+    if k == len(sizes):
+        body(offs)
+        return
+    with kc.loop(kc.affine(sizes[k]), name=f"i{k}") as i:
+        _nest(kc, sizes, stride_vals, k + 1, [_step(kc, o, i, sv[k]) for o, sv in zip(offs, stride_vals)], body)

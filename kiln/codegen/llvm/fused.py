@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ...ir.opdef import Kind
 from ...ir.types import Affine
-from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, strided_nest
+from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, parallel_nest
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
 from .scalar import SCALAR
@@ -87,26 +87,26 @@ def emit_fusion(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)
     out_ptr, in_ptrs = kc.args[0], kc.args[1:]
     args = dict(zip(body.inputs, in_ptrs))
-    dag = Dag(kc, module, body)
     root = body.outputs[0]
     out_t = root.type
 
     if master is None:                                   # loop fusion
         # leaves: region inputs (broadcast over the result) and slices of them (strided views)
-        leaves = [(v, args[v], [], broadcast_strides(v.type, out_t.shape)) for v in body.inputs]
+        leaves = [(v, v, [], broadcast_strides(v.type, out_t.shape)) for v in body.inputs]
         for n in body.nodes:
             if n.op.family == "slice":
                 off, own = slice_view(n)
-                leaves.append((n.outputs[0], args[n.inputs[0]], off,
+                leaves.append((n.outputs[0], n.inputs[0], off,
                                broadcast_view(n.outputs[0].type.shape, own, out_t.shape)))
         shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *[l[3] for l in leaves])
 
-        def point(offs):
-            lv = {v: _leaf_loader(kc, p, v.type.dtype, _plus(kc, o, off))
-                  for (v, p, off, _), o in zip(leaves, offs[1:])}
-            kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
+        def point(c, offs):
+            ptrs = dict(zip(body.inputs, c.args[1:]))
+            lv = {v: _leaf_loader(c, ptrs[src], v.type.dtype, _plus(c, o, off))
+                  for (v, src, off, _), o in zip(leaves, offs[1:])}
+            c.store(Dag(c, module, body).at(root, lv), c.args[0], offs[0], out_t.dtype)
 
-        strided_nest(kc, shape, strides, point)
+        parallel_nest(kc, shape, strides, point)
     elif master.op.family == "matmul":                   # matmul + epilogue per row of C
         a_ptr, b_ptr = (args[v] for v in master.inputs)
         row = _row_epilogue(kc, module, body, master, root, out_ptr, args)
@@ -127,13 +127,14 @@ def emit_fusion(module, name, node, symbols):
         shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape),
                                   *[broadcast_strides(v.type, out_t.shape) for v in leaves])
 
-        def point(offs):
-            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
-            lv[c] = _leaf_loader(kc, out_ptr, out_t.dtype, offs[0])
-            kc.store(dag.at(root, lv), out_ptr, offs[0], out_t.dtype)
+        def point(ctx, offs):
+            ptrs = dict(zip(body.inputs, ctx.args[1:]))
+            lv = {v: _leaf_loader(ctx, ptrs[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
+            lv[c] = _leaf_loader(ctx, ctx.args[0], out_t.dtype, offs[0])
+            ctx.store(Dag(ctx, module, body).at(root, lv), ctx.args[0], offs[0], out_t.dtype)
 
         if root is not c:
-            strided_nest(kc, shape, strides, point)
+            parallel_nest(kc, shape, strides, point)
     elif master.op.family == "reduce":                   # prologue + reduction
         if root is not master.outputs[0]:
             raise NotImplementedError("elementwise ops after a reduction in one group")
@@ -141,11 +142,12 @@ def emit_fusion(module, name, node, symbols):
         leaves = list(body.inputs)
         strides = [broadcast_strides(v.type, x.type.shape) for v in leaves]
 
-        def load_x(offs):
-            lv = {v: _leaf_loader(kc, args[v], v.type.dtype, o) for v, o in zip(leaves, offs)}
-            return dag.at(x, lv)
+        def load_x(c, offs):
+            ptrs = dict(zip(body.inputs, c.args[1:]))
+            lv = {v: _leaf_loader(c, ptrs[v], v.type.dtype, o) for v, o in zip(leaves, offs)}
+            return Dag(c, module, body).at(x, lv)
 
-        reduce_into(kc, module, master, out_ptr, strides, load_x)
+        reduce_into(kc, module, master, strides, load_x)
     else:
         raise NotImplementedError(f"no fused kernel for a group around {master.op.name}")
     return kc.finish()
