@@ -123,3 +123,19 @@ def test_fused_prologue_reduction_like_layernorm_variance():
     g.set_outputs([g.op("reduce_mean", g.op("mul", d, d), axes=(2,), keepdims=True)])
     xs = [rng.standard_normal((n, 256, 128)).astype(np.float32) for n in (1, 3)]
     check(g, xs, [x.astype(np.float64).var(axis=2, keepdims=True) for x in xs], rtol=1e-4, atol=1e-5)
+
+
+def test_gather_rows_across_threads():
+    from kiln.codegen.llvm import kernels_data
+    g = Graph("e")
+    table = g.add_param("table", rng.standard_normal((1000, 64)).astype(np.float32))
+    ids = g.add_input("ids", TensorType(("N", 64), kiln.ir.DType.i32))
+    g.set_outputs([g.op("gather", table, ids, axis=0)])
+    assert 8 * 64 * 64 >= kernels_data.GATHER_MIN_WORK
+    tv = g.param_values["table"]
+    xs = [rng.integers(-3, 1003, (n, 64)).astype(np.int32) for n in (1, 8, 33)]
+    want = []
+    for x in xs:
+        ok = (x >= 0) & (x < 1000)
+        want.append(np.where(ok[..., None], tv[np.clip(x, 0, 999)], 0).astype(np.float32))
+    check(g, xs, want, rtol=0, atol=0)

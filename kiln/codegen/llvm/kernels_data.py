@@ -83,32 +83,42 @@ def emit_pad(module, name, node, symbols):
     return kc.finish()
 
 
+#: gathers copying at least this many elements go to the thread pool
+GATHER_MIN_WORK = 1 << 15
+
+
 @kernel("gather")
 def emit_gather(module, name, node, symbols):
     """For every outer index o and index position t, copy the slice params[o, idx[t], :]
-    to out[o, t, :]; an out-of-range index (< 0 or >= the axis size) writes zeros."""
+    to out[o, t, :]; an out-of-range index (< 0 or >= the axis size) writes zeros.
+    The (o, t) pairs are split across the thread pool."""
     kc = kernel_context(module, name, node, symbols)
-    b = kc.b
     p_t, i_t = node.inputs[0].type, node.inputs[1].type
     dt = p_t.dtype
     ax = normalize_axis("gather", node.attrs["axis"], p_t.rank)
-    out_ptr, p_ptr, i_ptr = kc.args
-    outer, size = kc.numel(p_t.shape[:ax]), kc.dim(p_t.shape[ax])
-    inner, count = kc.numel(p_t.shape[ax + 1:]), kc.numel(i_t.shape)
-    with kc.loop(outer, name="o") as o:
-        with kc.loop(count, name="t") as t:
-            idx = kc.load(i_ptr, t, i_t.dtype)
+
+    def task(tc, lo, hi):
+        b = tc.b
+        out_ptr, p_ptr, i_ptr = tc.args
+        size = tc.dim(p_t.shape[ax])
+        inner, count = tc.numel(p_t.shape[ax + 1:]), tc.numel(i_t.shape)
+        with tc.loop(hi, start=lo, name="u") as u:
+            o, t = b.sdiv(u, count), b.srem(u, count)
+            idx = tc.load(i_ptr, t, i_t.dtype)
             if i_t.dtype is not DType.i64:
                 idx = b.sext(idx, I64)
-            dst = b.mul(b.add(b.mul(o, count), t), inner)
+            dst = b.mul(u, inner)
             with b.if_else(b.icmp_unsigned("<", idx, size)) as (inside, outside):
                 with inside:
                     src = b.mul(b.add(b.mul(o, size), idx), inner)
-                    with kc.loop(inner, name="j") as j:
-                        kc.store(kc.load(p_ptr, b.add(src, j), dt), out_ptr, b.add(dst, j), dt)
+                    with tc.loop(inner, name="j") as j:
+                        tc.store(tc.load(p_ptr, b.add(src, j), dt), out_ptr, b.add(dst, j), dt)
                 with outside:
-                    with kc.loop(inner, name="z") as j:
-                        kc.store(const(dt, 0), out_ptr, b.add(dst, j), dt)
+                    with tc.loop(inner, name="z") as j:
+                        tc.store(const(dt, 0), out_ptr, b.add(dst, j), dt)
+
+    units = kc.b.mul(kc.numel(p_t.shape[:ax]), kc.numel(i_t.shape))
+    kc.parallel(units, task, work=kc.b.mul(units, kc.numel(p_t.shape[ax + 1:])), min_work=GATHER_MIN_WORK)
     return kc.finish()
 
 
