@@ -83,25 +83,28 @@ class KernelContext:
         context of an outlined task function ``void (i8* ctx, i64 begin, i64 end)``
         whose ``args``/``dims_ptr`` mirror this function's (packed into ``ctx``)."""
         i8p = I8.as_pointer()
-        task = ll.Function(self.module, ll.FunctionType(VOID, [i8p, I64, I64]),
-                           f"{self.fn.name}.task{self._tasks}")
+        tname = f"{self.fn.name}.task{self._tasks}"
         self._tasks += 1
+        # The task unpacks the kernel's arguments from ``ctx`` and calls its body, a
+        # function with the kernel's own signature (noalias pointers) plus the range:
+        # inlined, so loops keep the aliasing facts and vectorize without run-time
+        # overlap checks (which fail, and fall back to scalar code, for in-place updates).
+        inner = KernelContext(self.module, f"{tname}.body", [*self.arg_types, I64, I64], self.symbols)
+        inner.fn.attributes.add("alwaysinline")
+        inner.args, (begin, end) = inner.fn.args[:len(self.arg_types)], inner.fn.args[len(self.arg_types):-1]
+        inner.arg_types = list(self.arg_types)     # what a nested task would pack
+        body(inner, begin, end)
+        inner.finish()
+
+        task = ll.Function(self.module, ll.FunctionType(VOID, [i8p, I64, I64]), tname)
         task.linkage = "internal"
         task.attributes.add("nounwind")
-        tc = object.__new__(KernelContext)
-        tc.module, tc.symbols, tc.arg_types, tc.fn = self.module, self.symbols, self.arg_types, task
-        tc._dims, tc._tasks = {}, 0
-        entry = task.append_basic_block("entry")
-        tc.b = ll.IRBuilder(entry)
-        slots = tc.b.bitcast(task.args[0], i8p.as_pointer())
-        vals = [tc.b.bitcast(tc.b.load(tc.b.gep(slots, [I64(i)])), t)
+        tb = ll.IRBuilder(task.append_basic_block("entry"))
+        slots = tb.bitcast(task.args[0], i8p.as_pointer())
+        vals = [tb.bitcast(tb.load(tb.gep(slots, [I64(i)])), t)
                 for i, t in enumerate([*self.arg_types, I64.as_pointer()])]
-        tc.args, tc.dims_ptr = vals[:-1], vals[-1]
-        start = task.append_basic_block("body")
-        tc.b.branch(start)
-        tc.b.position_at_end(start)
-        body(tc, task.args[1], task.args[2])
-        tc.b.ret_void()
+        tb.call(inner.fn, [*vals[:-1], task.args[1], task.args[2], vals[-1]])
+        tb.ret_void()
 
         b = self.b
         with b.goto_entry_block():
