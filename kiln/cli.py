@@ -25,6 +25,16 @@ class CLIError(Exception):
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".json")   # SPEC may be such a model file
 
 
+def _labelled(stages):
+    """(label, graph) per stage; a pass that runs more than once is labelled ``name``
+    the first time, then ``name.2``, ``name.3``, ... (``--after constfold`` is the first run)."""
+    seen: dict = {}
+    out = []
+    for name, g in stages:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}.{seen[name]}", g))
+    return out
+
 def load_spec(spec: str):
     """Resolve SPEC to a model or a kiln.ir.Graph."""
     from . import ir
@@ -83,19 +93,20 @@ def cmd_dump(args) -> int:
         names = pipeline("inference")
     pm = PassManager(names, verify=True)
     final = pm.run(graph)
-    stage_names = [s for s, _ in pm.stages]
+    stages = _labelled(pm.stages)
     out = []
     if args.print_after_all:
         args.after = "all"
     if args.time_passes:
         sys.stderr.write(pm.report() + "\n")
     if args.after == "all":
-        for s, g in pm.stages:
+        for s, g in stages:
             out.append(f"# after {s}\n{g}")
     elif args.after:
-        if args.after not in stage_names:
-            raise CLIError(f"no stage {args.after!r}; the stages are: {', '.join(stage_names)}, all")
-        out.append(str(dict(pm.stages)[args.after]))
+        found = dict(stages).get(args.after)
+        if found is None:
+            raise CLIError(f"no stage {args.after!r}; the stages are: {', '.join(s for s, _ in stages)}, all")
+        out.append(str(found))
     if args.llvm or args.llvm_opt or args.asm:
         compiled = jit(lower_graph(final).module)
         if args.llvm:

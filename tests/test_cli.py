@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 import kiln
+from kiln import cli
 from kiln.cli import main
 from kiln.passes import pipeline
 
@@ -53,7 +54,8 @@ def test_dump_after_all_shows_every_stage(spec, capsys):
     code, out, _ = run(capsys, "dump", spec + ":graph", "--after", "all")
     assert code == 0
     stages = [l for l in out.splitlines() if l.startswith("# after ")]
-    assert stages == [f"# after {s}" for s in ["lower", *pipeline("inference")]]
+    assert stages == [f"# after {s}" for s, _ in cli._labelled([(n, None) for n in ["lower", *pipeline("inference")]])]
+    assert pipeline("inference").count("constfold") == 2 and "# after constfold.2" in stages
     lowered = out.split("# after " + pipeline("inference")[0])[0].split("# after lower\n")[1]
     assert "%0: f32[4] = mul(%two, %two)" in lowered
 
@@ -62,7 +64,18 @@ def test_dump_after_one_pass_and_unknown_pass(spec, capsys):
     code, out, _ = run(capsys, "dump", spec + ":graph", "--after", "lower")
     assert code == 0 and "mul(%two, %two)" in out
     code, _, err = run(capsys, "dump", spec + ":graph", "--after", "vectorize")
-    assert code == 2 and f"no stage 'vectorize'; the stages are: {', '.join(['lower', *pipeline('inference')])}, all" in err
+    labels = [s for s, _ in cli._labelled([(n, None) for n in ["lower", *pipeline("inference")]])]
+    assert code == 2 and f"no stage 'vectorize'; the stages are: {', '.join(labels)}, all" in err
+
+
+def test_dump_after_a_pass_that_runs_twice_names_each_run(spec, capsys):
+    """constfold runs before and after layout: ``constfold`` is the first run's IR,
+    ``constfold.2`` the second's (the packed weights appear only in the second)."""
+    _, first, _ = run(capsys, "dump", spec + ":graph", "--after", "constfold")
+    _, second, _ = run(capsys, "dump", spec + ":graph", "--after", "constfold.2")
+    _, layout, _ = run(capsys, "dump", spec + ":graph", "--after", "layout")
+    assert first != second
+    assert "matmul_packed" not in first and "matmul_packed" in layout and "matmul_packed" in second
 
 
 def test_dump_llvm_and_asm(spec, capsys):
@@ -131,7 +144,7 @@ def test_print_after_all_and_time_passes(spec, capsys):
     code, out, err = run(capsys, "dump", spec + ":graph", "--print-after-all", "--time-passes")
     assert code == 0
     assert [l for l in out.splitlines() if l.startswith("# after ")] == \
-        [f"# after {s}" for s in ["lower", *pipeline("inference")]]
+        [f"# after {s}" for s, _ in cli._labelled([(n, None) for n in ["lower", *pipeline("inference")]])]
     for name in pipeline("inference"):
         assert name in err
     assert "ms" in err
