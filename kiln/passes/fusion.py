@@ -14,9 +14,11 @@ may join the group when
 2. a rule of ``RULES`` matches (producer's op kind, group kind, where ``p`` feeds:
    the master or the elementwise part).
 
-Rules are data. A group of two or more nodes becomes a ``fusion`` node whose region
-holds the group's nodes in their original order; its operands are the values the
-group reads from outside, in first-use order.
+Rules are data. Then loop groups whose result another loop group reads merge into it
+even when the result is needed outside too, as extra results (``merge_results``).
+A group of two or more nodes becomes a ``fusion`` node whose region holds the group's
+nodes in their original order; its operands are the values the group reads from
+outside, in first-use order; its results are the root's, then the extra ones.
 """
 from __future__ import annotations
 
@@ -73,12 +75,13 @@ def _initial_kind(n: Node) -> str | None:
 
 
 class _Group:
-    __slots__ = ("kind", "nodes", "master", "root", "views")
+    __slots__ = ("kind", "nodes", "master", "root", "views", "extra")
 
     def __init__(self, n: Node, kind: str):
         self.kind, self.nodes, self.root = kind, {n}, n
         self.views = False   # holds slices read in place: stays a loop group
         self.master = n if kind in ("epilogue", "reduce") else None
+        self.extra: list = []   # roots of merged producer loops: more results (see merge_results)
 
 
 def _rule(p: Node, g: _Group, consumer: Node):
@@ -128,7 +131,54 @@ def plan_groups(g: Graph) -> dict:
                 grp.master = p
             grp.kind = rule.result
             group[p] = grp
+    merge_results(g, group, users, outputs, producer)
     return group
+
+
+def merge_results(g: Graph, group: dict, users: dict, outputs: set, producer: dict):
+    """Second phase: a loop group P whose result a loop group C reads joins C even when
+    the result is ALSO needed outside C (a graph result, a state update, a later node):
+    C then has several results, computed in one pass over their common index space.
+    An optimizer's update (the new slots m and v, read by the new weight) reads each
+    array once instead of twice; an LSTM cell's new c is stored while h is computed.
+
+    Conditions: both are loop groups, P's result has the shape of C's root, and every
+    node outside C reading P's result comes after C's root, so the merged node, placed
+    at C's root, precedes all its readers (and no path leaves C and comes back: no
+    cycle)."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    changed = True
+    while changed:
+        changed = False
+        for c_root in reversed(g.nodes):
+            grp = group.get(c_root)
+            if grp is None or grp.root is not c_root or grp.kind != "loop":
+                continue
+            shape = c_root.outputs[0].type.shape
+            for m in sorted(grp.nodes, key=order.get, reverse=True):
+                for v in m.inputs:
+                    p = producer.get(v)
+                    pg = group.get(p) if p is not None else None
+                    if (pg is None or pg is grp or pg.kind != "loop" or p is not pg.root
+                            or len(p.outputs) != 1 or v.type.shape != shape
+                            or not _reads_outside(pg)):
+                        continue
+                    if any(u not in grp.nodes and u not in pg.nodes and order[u] <= order[c_root]
+                           for r in (pg.root, *pg.extra) for u in users.get(r.outputs[0], ())):
+                        continue
+                    if any(u.op.family == "slice" for u in users.get(v, ()) if u in grp.nodes):
+                        continue          # a slice reads its operand in place: it stays a buffer
+                    for n in pg.nodes:
+                        group[n] = grp
+                    grp.nodes |= pg.nodes
+                    grp.extra += [pg.root, *pg.extra]
+                    grp.views = grp.views or pg.views
+                    changed = True
+                    break
+                if changed:
+                    break
+            if changed:
+                break
 
 
 @register_pass("fusion")
@@ -144,9 +194,11 @@ def fusion(g: Graph) -> Graph:
     for n in g.nodes:
         grp = groups.get(n)
         if grp is not None and len(grp.nodes) >= 2 and _reads_outside(grp):
-            if n is grp.root:  # members come before their root; all their users are inside
+            if n is grp.root:  # members come before their root; users of extra results after it
                 members = sorted(grp.nodes, key=order.get)
-                env[n.outputs[0]] = _fusion_node(new_g, members, n, env)
+                roots = [n, *grp.extra]
+                for r, v in zip(roots, _fusion_node(new_g, members, roots, env)):
+                    env[r.outputs[0]] = v
             continue
         # a region that runs as a graph of its own (a scan's body) is fused the same way
         regions = n.regions if n.op.family == "fusion" else tuple(fusion(r) for r in n.regions)
@@ -173,8 +225,9 @@ def _reads_outside(grp: _Group) -> bool:
     return used <= bound
 
 
-def _fusion_node(new_g: Graph, members: list, root: Node, env: dict):
-    """Append ``fusion`` over ``members`` (in order) to ``new_g``; returns its result."""
+def _fusion_node(new_g: Graph, members: list, roots: list, env: dict):
+    """Append ``fusion`` over ``members`` (in order) to ``new_g``; returns its results
+    (those of ``roots``, in that order)."""
     inside = {o for m in members for o in m.outputs}
     body = Graph("region")
     benv: dict = {}
@@ -188,7 +241,7 @@ def _fusion_node(new_g: Graph, members: list, root: Node, env: dict):
         body.nodes.append(bn)
         for o, bo in zip(m.outputs, bn.outputs):
             benv[o] = bo
-    body.set_outputs([benv[root.outputs[0]]])
+    body.set_outputs([benv[r.outputs[0]] for r in roots])
     node = new_g.make_node("fusion", operands, {}, (body,))
     new_g.nodes.append(node)
-    return node.outputs[0]
+    return node.outputs

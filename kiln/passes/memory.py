@@ -124,9 +124,31 @@ def _in_place_updates(g: Graph, storage: dict) -> list:
             continue
         k = at[producer]
         i, count, direct = last.get(p, (-1, 0, False))
-        if i < k or (i == k and count == 1 and direct):
+        if i < k or (i == k and count == 1 and direct and _computed_from(producer, v, p)):
             out.append((p, v))
     return out
+
+
+def _computed_from(node, v, p) -> bool:
+    """Whether result ``v`` of ``node`` is computed from its operand ``p`` (always, for
+    one result). A kernel with several results stores each one only after loading its
+    operands, but the compiler may move a load past a store to another noalias pointer:
+    a result written over ``p`` is safe only when its value needs ``p`` at that point."""
+    if len(node.outputs) == 1 or node.op.family != "fusion":
+        return True
+    body = node.regions[0]
+    src = body.inputs[node.inputs.index(p)]
+    producer = {o: n for n in body.nodes for o in n.outputs}
+    todo, seen = [body.outputs[node.outputs.index(v)]], set()
+    while todo:
+        w = todo.pop()
+        if w is src:
+            return True
+        if w in seen or w not in producer:
+            continue
+        seen.add(w)
+        todo.extend(producer[w].inputs)
+    return False
 
 
 def lifetimes(g: Graph, storage: dict | None = None) -> dict:

@@ -18,7 +18,8 @@ def _row_local(n, row: set, B) -> bool:
     """Whether row r of ``n``'s result reads only row r of its row-valued operands
     (``row``: values with the batch rows along axis 0, made during the step)."""
     out = n.outputs[0].type
-    if len(n.outputs) != 1 or not out.rank or out.shape[0] != B:
+    if (len(n.outputs) != 1 and n.op.family != "fusion") or not out.rank or out.shape[0] != B \
+            or any(o.type.rank != out.rank or o.type.shape[0] != B for o in n.outputs):
         return False
     fam, a = n.op.family, n.attrs
     if fam in ("reduce", "argmax"):       # keeps axis 0; may drop others
@@ -59,7 +60,7 @@ def _rows_ok(nodes, row: set, B, region: bool) -> bool:
         if n.op.family == "fusion":
             r = n.regions[0]
             inner = {p for p, u in zip(r.inputs, n.inputs) if u in row}
-            if not _rows_ok(r.nodes, inner, B, True) or r.outputs[0] not in inner:
+            if not _rows_ok(r.nodes, inner, B, True) or any(o not in inner for o in r.outputs):
                 return False
         row.update(n.outputs)
     return True

@@ -1,5 +1,6 @@
 """The fusion pass: text-in/text-out rules, and differential tests through the
 interpreter and through compiled code (one kernel per group)."""
+import re
 import numpy as np
 import pytest
 
@@ -65,7 +66,7 @@ def test_elementwise_chain_with_scalar_constant_is_one_loop():
         }""").strip()
 
 
-def test_value_used_twice_inside_the_group_fuses_but_used_outside_does_not():
+def test_value_used_twice_inside_the_group_fuses_and_one_used_outside_is_an_extra_result():
     out = fused("""
         graph @m(%x: f32[N,8]) -> (f32[N,8], f32[N,8]) {
           %0: f32[N,8] = exp(%x)
@@ -75,11 +76,76 @@ def test_value_used_twice_inside_the_group_fuses_but_used_outside_does_not():
           %4: f32[N,8] = add(%3, %2)
           return %1, %2
         }""")
-    # exp fuses into mul (both uses inside); neg is a graph output: it stays; relu/add are dead
-    # code for DCE, but fusion keeps them and fuses relu into add
+    # exp fuses into mul (both uses inside); neg is a graph output read by relu/add (dead code
+    # for DCE, but fusion keeps them): it joins their loop as a second result
     assert "%0: f32[N,8] = fusion(%x) {" in out and "%0.0: f32[N,8] = exp(%p0)" in out
-    assert "%1: f32[N,8] = neg(%x)" in out
-    assert "%2: f32[N,8] = fusion(%1) {" in out
+    assert "%1: f32[N,8], %2: f32[N,8] = fusion(%x) {" in out
+    assert "yield %1.2, %1.0" in out and "return %0, %2" in out
+
+
+def adam_like():
+    g = Graph("adam")
+    grad = g.add_input("g", TensorType((4, 8)))
+    lr = g.add_input("lr", TensorType(()))
+    rng = np.random.default_rng(0)
+    w, m, v = (g.add_param(n, rng.random((4, 8), dtype=np.float32)) for n in "wmv")
+    m2 = g.op("add", g.op("mul", m, g.op("constant", value=np.float32(0.9))),
+              g.op("mul", grad, g.op("constant", value=np.float32(0.1))))
+    v2 = g.op("add", v, g.op("mul", grad, grad))
+    w2 = g.op("sub", w, g.op("mul", g.op("div", m2, g.op("sqrt", v2)), lr))
+    for p, new in ((w, w2), (m, m2), (v, v2)):
+        g.add_update(p, new)
+    g.set_outputs([])
+    return g
+
+
+def test_optimizer_update_is_one_loop_with_three_results():
+    """Adam's m, v and weight updates: m and v are state updates read by the weight's
+    update, so all three are computed in one pass (m, v, g, w read once each)."""
+    out = str(verify(fusion(adam_like())))
+    assert out.count("fusion(") == 1
+    assert re.search(r"%\d+: f32\[4,8\], %\d+: f32\[4,8\], %\d+: f32\[4,8\] = fusion\(", out)
+
+
+def test_optimizer_update_in_place_matches_the_interpreter():
+    g = adam_like()
+    exe = kiln.compile(g)
+    before = {k: v.copy() for k, v in g.param_values.items()}
+    grad = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    exe(grad, np.float32(0.01))
+    m2 = before["m"] * np.float32(0.9) + grad * np.float32(0.1)
+    v2 = before["v"] + grad * grad
+    np.testing.assert_allclose(exe.params["m"], m2, rtol=1e-6)
+    np.testing.assert_allclose(exe.params["v"], v2, rtol=1e-6)
+    np.testing.assert_allclose(exe.params["w"], before["w"] - m2 / np.sqrt(v2) * np.float32(0.01), rtol=1e-5)
+    from kiln.passes.memory import classify
+    final = exe.graph
+    storage = classify(final)
+    assert all(storage[v] == ("alias", p) for p, v in final.updates)     # all three in place
+
+
+def test_no_extra_result_when_an_outside_reader_comes_before_the_group():
+    out = fused("""
+        graph @o(%x: f32[N,8]) -> (f32[N,8], f32[N,1]) {
+          %0: f32[N,8] = neg(%x)
+          %1: f32[N,1] = reduce_sum(%0) {axes=[1], keepdims=true}
+          %2: f32[N,8] = exp(%x)
+          %3: f32[N,8] = add(%2, %1)
+          %4: f32[N,8] = mul(%3, %0)
+          return %4, %1
+        }""")
+    # %0 is read by the reduction (which the mul's group reads); it cannot join the mul's loop
+    assert "= neg(" in out.split("reduce_sum")[0]
+
+
+def test_no_extra_result_of_another_shape():
+    out = fused("""
+        graph @s(%x: f32[N,8], %y: f32[8]) -> (f32[8], f32[N,8]) {
+          %0: f32[8] = exp(%y)
+          %1: f32[N,8] = add(%x, %0)
+          return %0, %1
+        }""")
+    assert "%0: f32[8] = exp(%y)" in out
 
 
 def test_softmax_and_transpose_are_not_fused_reduction_takes_prologue():
@@ -235,3 +301,37 @@ def test_slices_are_read_in_place_inside_loop_groups(axes, begin, end, steps):
         xx = rng.standard_normal((n, 3, 8)).astype(np.float32)
         for got, want in zip(exe(xx), kiln.interpret(g, xx)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_extra_result_not_computed_from_its_param_is_not_written_over_it():
+    """a <- neg(x) while the same kernel reads a for another result: writing neg(x) into
+    a's buffer could land before a is read (the compiler may reorder a load and a store
+    through different noalias pointers), so that update is copied at the end instead."""
+    from kiln.passes.memory import classify
+    g = Graph("h")
+    x = g.add_input("x", TensorType((64, 8)))
+    a = g.add_param("a", np.arange(512, dtype=np.float32).reshape(64, 8))
+    n = g.op("neg", x)
+    g.set_outputs([g.op("add", n, a)])
+    g.add_update(a, n)
+    exe = kiln.compile(g)
+    final = exe.graph
+    assert sum(len(nd.outputs) for nd in final.nodes if nd.op.family == "fusion") == 2
+    assert all(classify(final)[v] != ("alias", p) for p, v in final.updates)
+    xv = np.random.default_rng(2).standard_normal((64, 8)).astype(np.float32)
+    a0 = g.param_values["a"].copy()
+    np.testing.assert_array_equal(exe(xv), -xv + a0)
+    np.testing.assert_array_equal(exe.params["a"], -xv)
+
+
+def test_no_extra_result_read_by_a_slice_in_the_group():
+    """A slice reads its operand in place (a strided view of a buffer): a value a slice
+    in the group reads cannot become a value computed inside it."""
+    out = fused("""
+        graph @r(%x: f32[N,8]) -> (f32[N,8], f32[N,8]) {
+          %0: f32[N,8] = neg(%x)
+          %1: f32[N,8] = slice(%0) {axes=[1], begin=[7], end=[-9], steps=[-1]}
+          %2: f32[N,8] = add(%1, %0)
+          return %2, %0
+        }""")
+    assert "%0: f32[N,8] = neg(%x)" in out

@@ -137,18 +137,20 @@ class Group:
 
     A group may hold several masters when each is computed at a point (a family of
     ``at``, e.g. the ``slice``s of an LSTM's gates), reads only group inputs and has
-    the root's shape: ``masters`` lists them, ``master`` is the first."""
+    the root's shape: ``masters`` lists them, ``master`` is the first. A point group may
+    have several results of one shape (``roots``; ``root`` is the first)."""
 
     def __init__(self, node, at=None):
         at = AT_POINT if at is None else at
         if node.op.family == "fusion":
             body = node.regions[0]
-            if len(body.outputs) != 1:
-                raise NotImplementedError("fusion groups with several results")
-            self.nodes, self.inputs, self.root = list(body.nodes), list(body.inputs), body.outputs[0]
+            self.nodes, self.inputs, self.roots = list(body.nodes), list(body.inputs), list(body.outputs)
         else:
-            self.nodes, self.inputs, self.root = [node], list(node.inputs), node.outputs[0]
+            self.nodes, self.inputs, self.roots = [node], list(node.inputs), [node.outputs[0]]
+        self.root = self.roots[0]
         masters = [n for n in self.nodes if n.op.kind not in EW and not is_inline_constant(n)]
+        if len(self.roots) > 1 and any(m.op.family not in at for m in masters):
+            raise NotImplementedError("fusion groups around a matmul, conv or reduction with several results")
         if len(masters) > 1 and not all(
                 m.op.family in at and all(v in self.inputs for v in m.inputs)
                 and m.outputs[0].type.shape == self.root.type.shape for m in masters):
@@ -166,12 +168,14 @@ class Group:
                 if any(v in n.inputs for n in self.nodes if n not in self.masters)]
 
 
-def point_element(src: Src, g: Group, flat: str, out: str, at=None):
+def point_element(src: Src, g: Group, flat: str, outs, at=None):
     """Emit the computation of element ``flat`` (a flat index of the root) of a point
-    group and its store into array ``out``: unflatten, load the leaves, the masters'
-    values at the point, the elementwise DAG. Serves grid-stride kernels (``_point``)
-    and block-stride loops (kernels_scan.py); ``at`` maps master families to their
-    point generators (default ``AT_POINT``)."""
+    group and its stores into arrays ``outs`` (one per root; a name for one): unflatten,
+    load the leaves, the masters' values at the point, the elementwise DAG, then every
+    store. Serves grid-stride kernels (``_point``) and block-stride loops
+    (kernels_scan.py); ``at`` maps master families to their point generators (default
+    ``AT_POINT``)."""
+    outs = [outs] if isinstance(outs, str) else list(outs)
     at = AT_POINT if at is None else at
     out_t = g.root.type
     leaves = g.leaves()
@@ -194,7 +198,8 @@ def point_element(src: Src, g: Group, flat: str, out: str, at=None):
             e = f"m{k}_"
         env[m.outputs[0]] = e
     dag(src, g.nodes, env, skip=g.masters)
-    src(f"{out}[{flat}] = {env[g.root]}")
+    for out, r in zip(outs, g.roots):
+        src(f"{out}[{flat}] = {env[r]}")
 
 
 def _point(name, node, g: Group, symbols, cfg) -> Kernel:
@@ -209,7 +214,7 @@ def _point(name, node, g: Group, symbols, cfg) -> Kernel:
     src("step_ = cuda.gridsize(1)")
     src("while i_ < total_:")
     src.indent()
-    point_element(src, g, "i_", "out0")
+    point_element(src, g, "i_", outs)
     src("i_ += step_")
     total = numel(out_t.shape)
     grid = f"max(1, min({_ceil(total, cfg.block)}, {cfg.max_blocks}))"

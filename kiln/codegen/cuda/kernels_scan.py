@@ -335,14 +335,12 @@ def _body_node(n, name_of, rows) -> Src:
     g.arg = {}
     for k, v in enumerate(g.inputs):
         g.arg.setdefault(v, name_of[n.inputs[k]])
-    if len(n.outputs) != 1:
-        raise NotImplementedError(f"{n.op.name} with several results in a scan's body")
-    out = name_of[n.outputs[0]]
+    outs = [name_of[o] for o in n.outputs]
     fams = {m.op.family for m in g.masters}
     header = _loop(g.root.type.shape, rows)
-    if fams == {"reduce"}:
-        return _block_loop(header, lambda s: _reduce_element(s, g, "i_", out))
+    if fams == {"reduce"} and len(outs) == 1:
+        return _block_loop(header, lambda s: _reduce_element(s, g, "i_", outs[0]))
     if fams <= set(BODY_AT):
-        return _block_loop(header, lambda s: point_element(s, g, "i_", out, at=BODY_AT))
+        return _block_loop(header, lambda s: point_element(s, g, "i_", outs, at=BODY_AT))
     raise NotImplementedError(f"no block-cooperative CUDA code for a group around "
                               f"{', '.join(sorted(fams))} in a scan's body")

@@ -52,6 +52,10 @@ class Dag:
     def at(self, root, leaves: dict):
         """``leaves`` maps values read from memory to a function giving the loaded
         element at the current point; everything else is computed (once)."""
+        return self.at_all([root], leaves)[0]
+
+    def at_all(self, roots, leaves: dict) -> list:
+        """The values of several roots at one point, sharing loads and computations."""
         memo: dict = {}
         b = self.kc.b
 
@@ -71,7 +75,7 @@ class Dag:
             memo[v] = r
             return r
 
-        return value(root)
+        return [value(r) for r in roots]
 
 
 def _leaf_loader(kc, ptr, dtype, offset):
@@ -81,11 +85,12 @@ def _leaf_loader(kc, ptr, dtype, offset):
 @kernel("fusion")
 def emit_fusion(module, name, node, symbols):
     (body,) = node.regions
-    if len(body.outputs) != 1:
-        raise NotImplementedError("fusion groups with several results")
     master, _ = split_body(body)
+    if len(body.outputs) != 1 and master is not None:
+        raise NotImplementedError("fusion groups around a matmul, conv or reduction with several results")
     kc = kernel_context(module, name, node, symbols)
-    out_ptr, in_ptrs = kc.args[0], kc.args[1:]
+    nout = len(body.outputs)
+    out_ptr, in_ptrs = kc.args[0], kc.args[nout:]
     args = dict(zip(body.inputs, in_ptrs))
     root = body.outputs[0]
     out_t = root.type
@@ -100,11 +105,13 @@ def emit_fusion(module, name, node, symbols):
                                broadcast_view(n.outputs[0].type.shape, own, out_t.shape)))
         shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *[l[3] for l in leaves])
 
-        def point(c, offs):
-            ptrs = dict(zip(body.inputs, c.args[1:]))
+        def point(c, offs):     # every result's value first, then the stores (a result
+            ptrs = dict(zip(body.inputs, c.args[nout:]))     # may alias an input: in place)
             lv = {v: _leaf_loader(c, ptrs[src], v.type.dtype, _plus(c, o, off))
                   for (v, src, off, _), o in zip(leaves, offs[1:])}
-            c.store(Dag(c, module, body).at(root, lv), c.args[0], offs[0], out_t.dtype)
+            values = Dag(c, module, body).at_all(body.outputs, lv)
+            for k, (r, x) in enumerate(zip(body.outputs, values)):
+                c.store(x, c.args[k], offs[0], r.type.dtype)
 
         parallel_nest(kc, shape, strides, point)
     elif master.op.family == "matmul":                   # matmul + epilogue per row of C
