@@ -10,6 +10,9 @@ i-k-j loop slow. The panel (K x NR floats) stays in cache while every row block
 streams past it. Rows left over (M mod MR) run the same kernel one row at a time;
 the last, partial panel goes through a small tile on the stack. A fused epilogue
 (bias, activation, residual, ...) then rewrites each stored tile while it is in L1.
+A convolution's rows come from ``ConvRows`` (kernels_conv.py); its last, partial row
+block runs masked: rows past the end store into the stack tile (no branch around
+the stores, see ``store_row``).
 """
 from __future__ import annotations
 
@@ -21,9 +24,9 @@ from ...ir.types import Affine
 from ... import target as targets
 from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
 from .kernels import kernel, kernel_context
+from .kernels_conv import ConvRows
 
 MR = 6        # rows of C per register tile
-UNROLL_C = 4  # a conv with at most this many input channels has its channel loop unrolled
 GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
 
 
@@ -58,82 +61,6 @@ class MatrixRows:
         bases = [b.mul(r, self.K) for r in row_ids]
         with kc.loop(self.K, name="k") as k:
             body(k, [kc.load(self.a_ptr, b.add(base, k), self.dt) for base in bases])
-
-
-def _zeros(kc, n: int, dt):
-    """A private constant of ``n`` zeros (what a padded window reads)."""
-    name = f"kiln_zeros{n}_{dt.name}"
-    m = kc.module
-    gv = m.globals.get(name)
-    if gv is None:
-        arr = ll.ArrayType(LLTYPE[dt], n)
-        gv = ll.GlobalVariable(m, arr, name)
-        gv.global_constant = True
-        gv.linkage = "private"
-        gv.align = 64
-        gv.initializer = ll.Constant(arr, None)
-    return kc.b.bitcast(gv, ptr(dt))
-
-
-class ConvRows:
-    """Rows of an implicit GEMM for a convolution: row = output pixel (n, y, x), k =
-    (i, j, c) over the window, A[row, k] = x[n, y*sh + i*dh - top, x*sw + j*dw - left, c]
-    or 0 in the padding. Bounds are checked once per (row, i, j); the c loop reads a
-    contiguous channel run."""
-
-    def __init__(self, kc, x_ptr, x_t, out_t, attrs):
-        self.kc, self.x_ptr, self.dt = kc, x_ptr, x_t.dtype
-        _, self.H, self.W, self.C = x_t.shape
-        _, self.Ho, self.Wo, _ = out_t.shape
-        self.kh, self.kw = attrs["kernel"]
-        self.sh, self.sw = attrs["strides"]
-        self.dh, self.dw = attrs["dilations"]
-        self.top, _, self.left, _ = attrs["pads"]
-        self.K = I64(self.kh * self.kw * self.C)
-        self.rows = kc.affine(Affine.product(out_t.shape[:-1]))
-        self.padded = any(attrs["pads"])
-        # conv + max pool (``pool``): a row is a pooled pixel; the GEMM runs once per
-        # position (dy, dx) in its window (``sub``, set before each k loop) and keeps the max
-        self.pool = tuple(attrs.get("pool") or ())
-        self.sub = None
-
-    def k_loop(self, row_ids, body):
-        kc, b = self.kc, self.kc.b
-        pix = []
-        for r in row_ids:   # (image base offset, y origin, x origin) of each row's window
-            ox = b.srem(r, I64(self.Wo))
-            t = b.sdiv(r, I64(self.Wo))
-            oy = b.srem(t, I64(self.Ho))
-            n = b.sdiv(t, I64(self.Ho))
-            if self.pool:   # the conv pixel at (dy, dx) of the pooled pixel's window
-                oy = b.add(b.mul(oy, I64(self.pool[0])), self.sub[0])
-                ox = b.add(b.mul(ox, I64(self.pool[1])), self.sub[1])
-            pix.append((b.mul(n, I64(self.H * self.W * self.C)),
-                        b.sub(b.mul(oy, I64(self.sh)), I64(self.top)),
-                        b.sub(b.mul(ox, I64(self.sw)), I64(self.left))))
-        # a tap in the padding reads from a run of zeros instead (select the address,
-        # not the value: the load stays a broadcast from memory, no shuffle per element)
-        zeros = _zeros(kc, self.C, self.dt) if self.padded else None
-        for i in range(self.kh):
-            for j in range(self.kw):
-                rowp = []
-                for base, y0, x0 in pix:
-                    y = b.add(y0, I64(i * self.dh))
-                    x = b.add(x0, I64(j * self.dw))
-                    start = b.add(base, b.mul(b.add(b.mul(y, I64(self.W)), x), I64(self.C)))
-                    p = b.gep(self.x_ptr, [start], inbounds=True)
-                    if self.padded:
-                        ok = b.and_(b.and_(b.icmp_signed(">=", y, I64(0)), b.icmp_signed("<", y, I64(self.H))),
-                                    b.and_(b.icmp_signed(">=", x, I64(0)), b.icmp_signed("<", x, I64(self.W))))
-                        p = b.select(ok, p, zeros)
-                    rowp.append(p)
-                k0 = (i * self.kw + j) * self.C
-                if self.C <= UNROLL_C:     # a few channels (an image's first conv): no loop
-                    for c in range(self.C):
-                        body(I64(k0 + c), [kc.load(p, I64(c), self.dt) for p in rowp])
-                    continue
-                with kc.loop(I64(self.C), name="c") as c:
-                    body(b.add(c, I64(k0)), [kc.load(p, c, self.dt) for p in rowp])
 
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
@@ -210,6 +137,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         last = b.sub(rows, I64(1))
         row_ids = [b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
                    for r in range(R)]
+        if masked and R == MR and src.wants_prefetch():   # the next block's input, once per row block
+            with b.if_then(b.icmp_signed("==", jp, pb)):
+                src.prefetch(b.add(i, I64(MR)), MR)
         if src.pool:
             pooled_k_loops(acc, row_ids, step)
         else:
@@ -217,8 +147,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
-                with row_guard(i, r, last):
-                    store_row(acc, g, r, i, j0, width)
+                store_row(acc, g, r, i, j0, width, last)
             if tile_epilogue is not None:
                 for r in range(R):
                     with row_guard(i, r, last):
@@ -254,21 +183,29 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             for a, m_ in zip(arow, mrow):
                 b.store(b.load(m_), a)
 
-    def store_row(acc, g, r, i, j0, width):
-        """Row r of the tile's panel g into C (the partial panel through the stack)."""
+    def store_row(acc, g, r, i, j0, width, last):
+        """Row r of the tile's panel g into C (the partial panel through the stack).
+        The vector stores are unconditional: a masked block's rows past the end go to
+        the stack tile instead (a store under a branch would let LLVM sink the row's
+        whole FMA chain into the branch -- spilling every operand of a k loop that is
+        unrolled, as a few-channel conv's is)."""
         crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
         vecs = acc[r][g * nvec:(g + 1) * nvec]
+        spare = b.gep(tile_ptr, [I64(r * NR)], inbounds=True)
         if width == NR:
-            for v in range(nvec):
-                dst = b.bitcast(b.gep(c_ptr, [b.add(crow, I64(v * VW))], inbounds=True), vptr)
-                b.store(b.load(vecs[v]), dst, align=dt.itemsize)
+            dst = b.gep(c_ptr, [crow], inbounds=True)
+            if masked and r:
+                dst = b.select(b.icmp_signed("<=", b.add(i, I64(r)), last), dst, spare)
         else:  # partial last panel: through the stack tile, only the valid columns
-            for v in range(nvec):
-                dst = b.bitcast(b.gep(tile_ptr, [I64(r * NR + v * VW)], inbounds=True), vptr)
-                b.store(b.load(vecs[v]), dst, align=dt.itemsize)
-            with kc.loop(I64(width), name="w") as j:
-                kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
-                         b.add(crow, j), dt)
+            dst = spare
+        for v in range(nvec):
+            vd = b.bitcast(b.gep(dst, [I64(v * VW)], inbounds=True), vptr)
+            b.store(b.load(vecs[v]), vd, align=dt.itemsize)
+        if width != NR:
+            with row_guard(i, r, last):
+                with kc.loop(I64(width), name="w") as j:
+                    kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
+                             b.add(crow, j), dt)
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
@@ -324,6 +261,9 @@ ROW_BLOCK = MR   # rows per work unit when a GEMM is split by rows (the pool cla
 #: multiply-adds from which a GEMM split by panels goes to the thread pool: a batch-1
 #: dense layer (a GEMV) streams its weights, so two cores halve even a small one
 GEMM_MIN_WORK = 1 << 16
+#: the same for a GEMM split by rows (a conv with few output channels): from ~5 us of
+#: work (a batch-1 stem conv or 1x1 projection gains ~1.6x from a second core)
+ROW_SPLIT_MIN_WORK = 1 << 18
 A_BLOCK_BYTES = 256 * 1024   # A's row block: well inside a core's L2
 
 
@@ -365,7 +305,7 @@ def gemm_packed_parallel(kc, node, emit):
         end = tc.b.select(tc.b.icmp_signed("<", end, t_rows), end, t_rows)
         emit(tc, {"row_range": (tc.b.mul(lo, I64(ROW_BLOCK)), end)})
 
-    kc.parallel(units, by_rows, work=work)
+    kc.parallel(units, by_rows, work=work, min_work=ROW_SPLIT_MIN_WORK)
 
 
 @kernel("conv2d_packed")
