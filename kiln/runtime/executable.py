@@ -105,7 +105,7 @@ class Executable:
 
         def work():
             try:
-                full = jit(text, opt=opt_level, on_object=on_object)
+                full = jit(text, opt=opt_level, on_object=on_object, keep_texts=False)
                 fn = _ENTRY(full.address(self._lowered.entry))
             except Exception as e:   # the quick tier keeps running: slower, still correct
                 self.tier_error = e
@@ -261,9 +261,17 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     if target == "cuda":   # numba.cuda kernels; see kiln/runtime/cuda_executable.py
         from .cuda_executable import compile_cuda
         return compile_cuda(model_or_graph, passes, verify, dump_dir)
+    threads_mod.prepare()          # the thread pool's C build, if due, runs beside what follows
+    threads_mod.thread_count(threads)   # a bad ``threads`` fails before any work
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
-    pool = threads_mod.pool(threads)
-    threads_mod.ensure_symbols()
+    pool = None
+
+    def runtime_symbols():      # before machine code is made: kiln_parallel_for must resolve
+        nonlocal pool
+        if pool is None:
+            pool = threads_mod.pool(threads)
+            threads_mod.ensure_symbols()
+
     profile = profile_mod.enabled() if profile is None else bool(profile)
     use_cache = (cache_mod.enabled() if cache is None else cache) and not profile
     key = cache_mod.key(str(optimized), opt_level) if use_cache else None
@@ -271,6 +279,7 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
     if obj is not None:
         lowered = LoweredModule(None, "kiln_main", optimized.symbols, arena_size(optimized),
                                 list(optimized.params), [])
+        runtime_symbols()
         compiled = link_object(obj, lambda: optimized_texts(lower_graph(optimized).module, opt_level),
                                opt=opt_level)
     else:
@@ -279,11 +288,14 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
         tiered = (tiers_enabled() and passes == "inference") if tiered is None else tiered
         if tiered and not profile and not dump_dir and opt_level > 0:
             text = module_text(lowered.module)
-            exe = Executable(optimized, lowered, jit_quick(text), pm.timings, pool)
+            quick = jit_quick(text, before_codegen=runtime_symbols, keep_texts=False)
+            exe = Executable(optimized, lowered, quick, pm.timings, pool)
             exe._compile_full_tier(text, opt_level, on_object)
             exe.cache_hit = False
             return exe
-        compiled = jit(lowered.module, opt=opt_level, on_object=on_object)
+        # the optimized module's text is printed only for dumps (else made again if asked)
+        compiled = jit(lowered.module, opt=opt_level, on_object=on_object,
+                       before_codegen=runtime_symbols, keep_texts=bool(dump_dir))
     if dump_dir:
         write_code_dumps(dump_dir, len(pm.stages), compiled)
     exe = Executable(optimized, lowered, compiled, pm.timings, pool)

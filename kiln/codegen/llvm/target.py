@@ -1,12 +1,16 @@
-"""LLVM target machines, the O3 pipeline, and the in-process JIT.
+"""LLVM target machines, the optimization pipeline (see SPEED_LEVEL) and the in-process JIT.
 
 Like numba's code library: a module is parsed, verified, optimized for a target
 machine, and then either JIT-compiled (MCJIT) to hand out function addresses, or
 emitted as an object file ([aot]). The textual stages (LLVM IR before and after
-optimization, assembly) are kept for dumps.
+optimization, assembly) are for dumps: the optimized IR is printed eagerly only when
+asked (``keep_texts``), else made again from the same IR if it is ever wanted. Machine
+code is generated with ``CODEGEN_OPTIONS`` (no loop strength reduction; see there).
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -24,6 +28,34 @@ def _init():
         _initialized = True
 
 
+#: LLVM command-line options in force while kiln's code is generated (JIT, object files,
+#: assembly), as (set, reset) pairs. They are process-wide (cl::opt), so they are set
+#: around each code generation under ``_codegen_lock`` and reset after it: other llvmlite
+#: users in the process keep LLVM's defaults (llvmlite runs one LLVM call at a time).
+#:
+#: -disable-lsr: no loop strength reduction. x86 addressing (base + index*scale + offset)
+#: already folds the kernels' address arithmetic, and on the fully unrolled GEMM/conv
+#: microkernels LSR's formula search was half of code generation (0.22 of 0.36 s for the
+#: seed CNN, 55 of 118 ms for the MLP) for no run-time gain measured on the bench models
+#: (MLP, CNN, ResNet, LSTM, Transformer at batch 1 and 256). It only rewrites induction
+#: variables and addresses, never arithmetic: results are the same bit for bit.
+CODEGEN_OPTIONS = (("-disable-lsr=true", "-disable-lsr=false"),)
+_codegen_lock = threading.RLock()
+
+
+@contextmanager
+def _codegen():
+    """Generate machine code with ``CODEGEN_OPTIONS`` set."""
+    with _codegen_lock:
+        for on, _ in CODEGEN_OPTIONS:
+            llvm.set_option("kiln", on)
+        try:
+            yield
+        finally:
+            for _, off in CODEGEN_OPTIONS:
+                llvm.set_option("kiln", off)
+
+
 def target_machine(cpu="host", opt: int = 3, reloc: str = "default",
                    codemodel: str = "jitdefault"):
     """A target machine for ``cpu``: "host" (this CPU and all its features, what the JIT
@@ -39,8 +71,17 @@ def host_target_machine(opt: int = 3, reloc: str = "default", codemodel: str = "
     return target_machine("host", opt, reloc, codemodel)
 
 
+#: LLVM's IR pipeline for each ``opt_level``. Level 3 runs LLVM's O2 pipeline (the code
+#: generator stays at O3: the target machine's level): what O3 adds -- non-trivial loop
+#: unswitching, argument promotion, call-site splitting and the like -- made the same
+#: results bit for bit and no faster code on the bench models (MLP, CNN, ResNet, LSTM,
+#: Transformer at batch 1 and 256), for 5-15% more optimization time. Both levels run
+#: the loop and SLP vectorizers.
+SPEED_LEVEL = {0: 0, 1: 1, 2: 2, 3: 2}
+
+
 def optimize(mod, tm, level: int = 3):
-    pto = llvm.create_pipeline_tuning_options(speed_level=level)
+    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL.get(level, level))
     pto.loop_vectorization = level >= 2
     pto.slp_vectorization = level >= 2
     pto.loop_unrolling = False
@@ -50,7 +91,9 @@ def optimize(mod, tm, level: int = 3):
 
 def assembly(ll_after: str, tm) -> str:
     """Assembly of optimized LLVM IR text (made on demand: only dumps need it)."""
-    return tm.emit_assembly(llvm.parse_assembly(ll_after))
+    mod = llvm.parse_assembly(ll_after)
+    with _codegen():
+        return tm.emit_assembly(mod)
 
 
 class Compiled:
@@ -127,37 +170,42 @@ def _parse_and_optimize(ll_module, tm, opt: int, context=None):
     return text, mod
 
 
-def jit(ll_module, opt: int = 3, on_object=None) -> Compiled:
+def jit(ll_module, opt: int = 3, on_object=None, before_codegen=None,
+        keep_texts: bool = True) -> Compiled:
     """Optimize and JIT-compile ``ll_module`` (or its text, see ``module_text``) in a
     private LLVM context -- so it may run on any thread; ``on_object(bytes)`` receives
-    the object code MCJIT made (for the compile cache)."""
+    the object code MCJIT made (for the compile cache); ``before_codegen()`` runs after
+    the LLVM passes, before machine code is made and its symbols resolved (the runtime
+    makes ``kiln_parallel_for`` resolvable there, its build overlapping the passes).
+    ``keep_texts=False``: do not print the optimized module now (a few ms); if its text
+    is ever asked for, it is made again from the same LLVM IR by the same passes."""
     _init()
     ctx = _Context()
     tm = host_target_machine(opt=opt)
     text, mod = _parse_and_optimize(ll_module, tm, opt, ctx.ref)
-    after = str(mod)          # before code generation, which rewrites the module in place
+    if keep_texts:
+        texts = (text, str(mod))   # before code generation, which rewrites the module in place
+    else:
+        def texts():
+            return optimized_texts(text, opt)
     engine = llvm.create_mcjit_compiler(mod, tm)
     if on_object is not None:
         engine.set_object_cache(notify_func=lambda _mod, buf: on_object(bytes(buf)))
-    engine.finalize_object()
-    return Compiled(engine, (text, after), tm, ctx)
+    if before_codegen is not None:
+        before_codegen()
+    with _codegen():
+        engine.finalize_object()
+    return Compiled(engine, texts, tm, ctx)
 
 
 #: the quick tier's function passes: registers for the allocas (GEMM accumulators),
-#: local simplification; no loop passes, no vectorizer; instruction selection at -O0
-QUICK_PASSES = ("sroa", "instruction_combine", "simplify_cfg")
+#: CFG cleanup; no loop passes, no vectorizer; instruction selection at -O0. No
+#: instcombine: it was 40% of the quick tier's compile time (38 of 92 ms for the seed
+#: CNN) for code no faster (the MLP at batch 256 ran faster without it, 16 vs 24 ms)
+QUICK_PASSES = ("sroa", "simplify_cfg")
 
 
-def jit_quick(ll_module) -> Compiled:
-    """The quick tier of ``kiln.compile``: a few function passes and fast instruction
-    selection -- several times faster to compile than ``jit``'s O3, slower code (the
-    GEMM microkernel keeps its explicit vectors and FMAs; elementwise loops stay scalar)."""
-    _init()
-    ctx = _Context()
-    tm = host_target_machine(opt=0)
-    text = module_text(ll_module, tm)
-    mod = llvm.parse_assembly(text, context=ctx.ref)
-    mod.verify()
+def _quick_passes(mod, tm):
     fpm = llvm.create_new_function_pass_manager()
     for name in QUICK_PASSES:
         getattr(fpm, f"add_{name}_pass")()
@@ -165,10 +213,32 @@ def jit_quick(ll_module) -> Compiled:
     for f in mod.functions:
         if not f.is_declaration:
             fpm.run(f, pb)
-    after = str(mod)
+
+
+def jit_quick(ll_module, before_codegen=None, keep_texts: bool = True) -> Compiled:
+    """The quick tier of ``kiln.compile``: a few function passes and fast instruction
+    selection -- several times faster to compile than ``jit``'s O3, slower code (the
+    GEMM microkernel keeps its explicit vectors and FMAs; elementwise loops stay scalar).
+    ``before_codegen`` and ``keep_texts`` as for ``jit``."""
+    _init()
+    ctx = _Context()
+    tm = host_target_machine(opt=0)
+    text = module_text(ll_module, tm)
+    mod = llvm.parse_assembly(text, context=ctx.ref)
+    mod.verify()
+    _quick_passes(mod, tm)
+    if keep_texts:
+        texts = (text, str(mod))
+    else:
+        def texts():
+            again = llvm.parse_assembly(text)
+            _quick_passes(again, tm)
+            return text, str(again)
     engine = llvm.create_mcjit_compiler(mod, tm)
+    if before_codegen is not None:
+        before_codegen()
     engine.finalize_object()
-    return Compiled(engine, (text, after), tm, ctx)
+    return Compiled(engine, texts, tm, ctx)
 
 
 def link_object(obj: bytes, texts, opt: int = 3) -> Compiled:
@@ -209,5 +279,6 @@ def emit_object(ll_module, cpu: str = "host", opt: int = 3) -> ObjectCode:
     tm = target_machine(cpu, opt=opt, reloc="pic", codemodel="default")
     text, mod = _parse_and_optimize(ll_module, tm, opt)
     after = str(mod)
-    obj = tm.emit_object(mod)     # as the JIT: machine code straight from the optimized module
+    with _codegen():
+        obj = tm.emit_object(mod)     # as the JIT: machine code straight from the optimized module
     return ObjectCode(obj, text, after, assembly(after, tm), cpu)
