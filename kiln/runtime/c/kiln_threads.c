@@ -3,8 +3,13 @@
  * A pool is an explicit object (no global state): the JIT creates one per process,
  * an exported model one per handle. Generated kernels split their outermost loop
  * into `n` units and call kiln_parallel_for(pool, task, ctx, n): the range is cut
- * into 4 chunks per thread, which the caller and the workers take from a shared
- * counter (so a worker the OS has not scheduled yet never holds up the caller).
+ * into 4 chunks per thread, and each thread owns a contiguous run of them (thread 0,
+ * the caller, the first run), which it takes front to back. A thread that has run
+ * its own chunks steals the others' from the back, so a worker the OS has not
+ * scheduled yet never holds up the caller. The same thread therefore computes the
+ * same part of every kernel from call to call while no one steals: the rows of a
+ * layer it made are still in its cache for the next layer, and the weight panels of
+ * a matrix-vector product stay in its L2 across calls (a recurrence's steps).
  * Workers spin briefly on a generation counter before sleeping on a condition
  * variable, so back-to-back kernels (the common case inside one model call) start
  * without a futex wake-up. A pool that is already running a job (another
@@ -25,14 +30,16 @@ typedef struct kiln_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_cond_t done;
-    /* the current job: n units cut into nchunks chunks; `claim` packs the job's
-       generation (high 32 bits) and the next chunk to take (low 32 bits), so a worker
-       that wakes late can never take a chunk of a job that is not its own */
+    /* the current job: n units cut into nchunks chunks, thread t owning chunks
+       [home(t), home(t + 1)); `slot[t]` packs the job's generation (high 32 bits), the
+       next chunk of t's run to take from the front (16 bits) and the end of what is
+       left (low 16 bits), so a worker that wakes late can never take a chunk of a job
+       that is not its own */
     kiln_task fn;
     void *ctx;
     int64_t n;
     int64_t nchunks;
-    uint64_t claim;
+    uint64_t *slot;
     int64_t completed;
     uint32_t generation;
     int stop;
@@ -41,6 +48,7 @@ typedef struct kiln_pool {
 
 typedef struct {
     kiln_pool *pool;
+    int index; /* 1 .. nthreads - 1 (the caller is 0) */
 } kiln_worker_arg;
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,27 +59,48 @@ typedef struct {
 
 #define KILN_SPIN 20000 /* pause loops (~0.5 ms) before sleeping */
 
-/* Take and run chunks of job `gen` until none is left. */
-static void work(kiln_pool *p, uint32_t gen) {
+#define SLOT(gen, front, back) (((uint64_t)(gen) << 32) | ((uint64_t)(front) << 16) | (uint64_t)(back))
+
+static int64_t home(const kiln_pool *p, int t) { return p->nchunks * t / p->nthreads; }
+
+/* Take one chunk of thread t's run for job `gen` (from the front when `own`, else from
+   the back): its index, or -1 when the run is empty or the job is another one. */
+static int64_t take(kiln_pool *p, int t, uint32_t gen, int own) {
+    uint64_t v = __atomic_load_n(&p->slot[t], __ATOMIC_ACQUIRE);
     for (;;) {
-        uint64_t v = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
-        if ((uint32_t)(v >> 32) != gen) return;
-        int64_t c = (int64_t)(v & 0xffffffffu);
-        if (c >= p->nchunks) return;
-        if (!__atomic_compare_exchange_n(&p->claim, &v, v + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            continue;
-        int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
-        if (b < e) p->fn(p->ctx, b, e);
-        if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_ACQ_REL) == p->nchunks) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        if ((uint32_t)(v >> 32) != gen) return -1;
+        uint32_t front = (uint32_t)(v >> 16) & 0xffffu, back = (uint32_t)v & 0xffffu;
+        if (front >= back) return -1;
+        uint64_t next = own ? SLOT(gen, front + 1, back) : SLOT(gen, front, back - 1);
+        if (__atomic_compare_exchange_n(&p->slot[t], &v, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return home(p, t) + (own ? front : back - 1);
+    }
+}
+
+static void run_chunk(kiln_pool *p, int64_t c) {
+    int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
+    if (b < e) p->fn(p->ctx, b, e);
+    if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_ACQ_REL) == p->nchunks) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Thread `self` runs its own chunks of job `gen`, then steals the others' until none
+   is left. */
+static void work(kiln_pool *p, uint32_t gen, int self) {
+    int64_t c;
+    while ((c = take(p, self, gen, 1)) >= 0) run_chunk(p, c);
+    for (int k = 1; k < p->nthreads; k++) {
+        int t = (self + k) % p->nthreads;
+        while ((c = take(p, t, gen, 0)) >= 0) run_chunk(p, c);
     }
 }
 
 static void *worker(void *arg) {
     kiln_pool *p = ((kiln_worker_arg *)arg)->pool;
+    int self = ((kiln_worker_arg *)arg)->index;
     free(arg);
     uint32_t seen = 0;
     for (;;) {
@@ -89,7 +118,7 @@ static void *worker(void *arg) {
         }
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        work(p, seen);
+        work(p, seen, self);
     }
 }
 
@@ -102,13 +131,19 @@ kiln_pool *kiln_pool_create(int nthreads) {
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->threads = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
-    if (!p->threads) {
+    p->slot = (uint64_t *)calloc((size_t)nthreads, sizeof(uint64_t));
+    if (!p->threads || !p->slot) {
+        free(p->threads);
+        free(p->slot);
         free(p);
         return NULL;
     }
     for (int i = 1; i < nthreads; i++) {
         kiln_worker_arg *w = (kiln_worker_arg *)malloc(sizeof(kiln_worker_arg));
-        if (w) w->pool = p;
+        if (w) {
+            w->pool = p;
+            w->index = i;
+        }
         if (!w || pthread_create(&p->threads[i], NULL, worker, w) != 0) {
             free(w);
             p->nthreads = i; /* run with the workers that did start */
@@ -129,6 +164,7 @@ void kiln_pool_destroy(kiln_pool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->threads);
+    free(p->slot);
     free(p);
 }
 
@@ -152,11 +188,12 @@ void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     p->n = n;
     p->nchunks = chunks;
     __atomic_store_n(&p->completed, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&p->claim, (uint64_t)gen << 32, __ATOMIC_RELEASE);
+    for (int t = 0; t < p->nthreads; t++)
+        __atomic_store_n(&p->slot[t], SLOT(gen, 0, home(p, t + 1) - home(p, t)), __ATOMIC_RELEASE);
     __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    work(p, gen);
+    work(p, gen, 0);
     for (int spins = 0; spins < KILN_SPIN && __atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks;
          spins++)
         KILN_PAUSE();
