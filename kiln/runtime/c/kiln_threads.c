@@ -39,11 +39,12 @@ typedef struct kiln_pool {
     void *ctx;
     int64_t n;
     int64_t nchunks;
-    uint64_t *slot;
+    uint64_t *slot; /* slot[t * SLOT_STRIDE]: one cache line each */
     int64_t completed;
     uint32_t generation;
     int stop;
-    int busy; /* a job is in flight: nested or concurrent calls run serially */
+    int busy;    /* a job is in flight: nested or concurrent calls run serially */
+    int waiting; /* the caller sleeps on `done` (else the last chunk signals no one) */
 } kiln_pool;
 
 typedef struct {
@@ -59,6 +60,7 @@ typedef struct {
 
 #define KILN_SPIN 20000 /* pause loops (~0.5 ms) before sleeping */
 
+#define SLOT_STRIDE 8 /* uint64s per cache line */
 #define SLOT(gen, front, back) (((uint64_t)(gen) << 32) | ((uint64_t)(front) << 16) | (uint64_t)(back))
 
 static int64_t home(const kiln_pool *p, int t) { return p->nchunks * t / p->nthreads; }
@@ -66,13 +68,13 @@ static int64_t home(const kiln_pool *p, int t) { return p->nchunks * t / p->nthr
 /* Take one chunk of thread t's run for job `gen` (from the front when `own`, else from
    the back): its index, or -1 when the run is empty or the job is another one. */
 static int64_t take(kiln_pool *p, int t, uint32_t gen, int own) {
-    uint64_t v = __atomic_load_n(&p->slot[t], __ATOMIC_ACQUIRE);
+    uint64_t v = __atomic_load_n(&p->slot[t * SLOT_STRIDE], __ATOMIC_ACQUIRE);
     for (;;) {
         if ((uint32_t)(v >> 32) != gen) return -1;
         uint32_t front = (uint32_t)(v >> 16) & 0xffffu, back = (uint32_t)v & 0xffffu;
         if (front >= back) return -1;
         uint64_t next = own ? SLOT(gen, front + 1, back) : SLOT(gen, front, back - 1);
-        if (__atomic_compare_exchange_n(&p->slot[t], &v, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        if (__atomic_compare_exchange_n(&p->slot[t * SLOT_STRIDE], &v, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             return home(p, t) + (own ? front : back - 1);
     }
 }
@@ -80,7 +82,11 @@ static int64_t take(kiln_pool *p, int t, uint32_t gen, int own) {
 static void run_chunk(kiln_pool *p, int64_t c) {
     int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
     if (b < e) p->fn(p->ctx, b, e);
-    if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_ACQ_REL) == p->nchunks) {
+    /* seq_cst on both sides (this add, then the load of `waiting`; the caller's store
+       of `waiting`, then its load of `completed`): one of them sees the other's write,
+       so the caller never sleeps through the last chunk */
+    if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_SEQ_CST) == p->nchunks &&
+        __atomic_load_n(&p->waiting, __ATOMIC_SEQ_CST)) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_signal(&p->done);
         pthread_mutex_unlock(&p->mu);
@@ -131,7 +137,7 @@ kiln_pool *kiln_pool_create(int nthreads) {
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->threads = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
-    p->slot = (uint64_t *)calloc((size_t)nthreads, sizeof(uint64_t));
+    p->slot = (uint64_t *)calloc((size_t)nthreads * SLOT_STRIDE, sizeof(uint64_t));
     if (!p->threads || !p->slot) {
         free(p->threads);
         free(p->slot);
@@ -189,7 +195,7 @@ void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     p->nchunks = chunks;
     __atomic_store_n(&p->completed, 0, __ATOMIC_RELEASE);
     for (int t = 0; t < p->nthreads; t++)
-        __atomic_store_n(&p->slot[t], SLOT(gen, 0, home(p, t + 1) - home(p, t)), __ATOMIC_RELEASE);
+        __atomic_store_n(&p->slot[t * SLOT_STRIDE], SLOT(gen, 0, home(p, t + 1) - home(p, t)), __ATOMIC_RELEASE);
     __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
@@ -197,8 +203,12 @@ void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     for (int spins = 0; spins < KILN_SPIN && __atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks;
          spins++)
         KILN_PAUSE();
-    pthread_mutex_lock(&p->mu);
-    while (__atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    if (__atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks) {
+        pthread_mutex_lock(&p->mu);
+        __atomic_store_n(&p->waiting, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&p->completed, __ATOMIC_SEQ_CST) < chunks) pthread_cond_wait(&p->done, &p->mu);
+        __atomic_store_n(&p->waiting, 0, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&p->mu);
+    }
     __atomic_store_n(&p->busy, 0, __ATOMIC_RELEASE);
 }
