@@ -218,7 +218,7 @@ def strided_nest(kc: KernelContext, shape, strides_list, body):
 
 
 #: elementwise loop nests of at least this many elements are split across the pool
-NEST_MIN_WORK = 1 << 15
+NEST_MIN_WORK = 1 << 14
 
 
 def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = NEST_MIN_WORK):

@@ -185,7 +185,7 @@ def _softmax_slice(kc, module, out_ptr, in_ptr, base, r, inner, dt):
         b.store(b.call(mx, [b.load(m_slot), kc.load(in_ptr, at(k), dt)]), m_slot)
     m = b.load(m_slot)
     with kc.loop(r, name="k2") as k:
-        e = vmath.exp(b, module, b.fsub(kc.load(in_ptr, at(k), dt), m), dt)
+        e = vmath.exp_nonpositive(b, module, b.fsub(kc.load(in_ptr, at(k), dt), m), dt)
         kc.store(e, out_ptr, at(k), dt)
         b.store(b.fadd(b.load(s_slot), e, flags=flags), s_slot)
     inv = b.fdiv(const(dt, 1.0), b.load(s_slot))

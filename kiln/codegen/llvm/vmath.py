@@ -77,6 +77,28 @@ def exp(b, m: ll.Module, x, dt: DType = DType.f32):
     return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
 
+def exp_nonpositive(b, m: ll.Module, x, dt: DType = DType.f32):
+    """exp(x) for x <= 0 or NaN (a softmax's x - max): half the work of ``exp``. No
+    overflow to handle; x = n*ln2 + r with n = round(x*log2(e)) (|r| <= ln2/2, the same
+    polynomial), 2^n from the exponent bits once; results below the normal range
+    (x < -87.3) are 0 -- next to the row's largest term, 1, they are below float32's
+    resolution anyway. -inf gives 0, NaN stays NaN. Any x > 0 is out of contract."""
+    if dt is not DType.f32:
+        return exp(b, m, x, dt)
+    t = x.type
+    x = b.select(b.fcmp_ordered("<", x, _c(t, -104.0)), _c(t, -104.0), x)    # -inf: finite n
+    n = b.call(_intrinsic(m, "llvm.roundeven", t), [b.fmul(x, _c(t, 1.44269504088896341))])
+    r = b.fsub(x, b.fmul(n, _c(t, 0.693359375), flags=FMA), flags=FMA)
+    r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4), flags=FMA), flags=FMA)
+    p = _c(t, 1.9875691500e-4)
+    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                  5.0000001201e-1):
+        p = b.fadd(b.fmul(p, r, flags=FMA), _c(t, coeff), flags=FMA)
+    y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
+    nc = b.select(b.fcmp_unordered("<", n, _c(t, -126.0)), _c(t, 0.0), n)   # NaN: 2^0, y is NaN
+    return b.select(b.fcmp_ordered("<", n, _c(t, -126.0)), _c(t, 0.0), b.fmul(y, _pow2(b, nc, t)))
+
+
 def tanh(b, m: ll.Module, x, dt: DType = DType.f32):
     if dt is not DType.f32:
         t = x.type
