@@ -228,10 +228,9 @@ def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = 
     (so the body must take its pointers from ``ctx.args``). Every point must be
     independent of the others (elementwise work)."""
     sizes = _sizes(shape)
-    total = Affine.product([s for s in sizes]) if sizes else Affine(1)
+    total = Affine.product(sizes)
     if not sizes or (not total.syms and total.coeff < min_work):
-        stride_vals = [[kc.affine(s) for s in strides] for strides in strides_list]
-        _nest(kc, sizes, stride_vals, 0, [I64(0)] * len(strides_list), lambda offs: body(kc, offs))
+        strided_nest(kc, sizes, strides_list, lambda offs: body(kc, offs))
         return
 
     def task(tc, lo, hi):

@@ -78,6 +78,12 @@ class Dag:
         return [value(r) for r in roots]
 
 
+def _in_ptrs(c, body) -> dict:
+    """Region input -> its pointer in context ``c`` (the kernel's or a task's): the
+    kernel's arguments are the results, then the region's inputs."""
+    return dict(zip(body.inputs, c.args[len(body.outputs):]))
+
+
 def _leaf_loader(kc, ptr, dtype, offset):
     return lambda: kc.load(ptr, offset, dtype)
 
@@ -89,9 +95,7 @@ def emit_fusion(module, name, node, symbols):
     if len(body.outputs) != 1 and master is not None:
         raise NotImplementedError("fusion groups around a matmul, conv or reduction with several results")
     kc = kernel_context(module, name, node, symbols)
-    nout = len(body.outputs)
-    out_ptr, in_ptrs = kc.args[0], kc.args[nout:]
-    args = dict(zip(body.inputs, in_ptrs))
+    out_ptr, args = kc.args[0], _in_ptrs(kc, body)
     root = body.outputs[0]
     out_t = root.type
 
@@ -106,7 +110,7 @@ def emit_fusion(module, name, node, symbols):
         shape, strides = collapse(out_t.shape, contiguous_strides(out_t.shape), *[l[3] for l in leaves])
 
         def point(c, offs):     # every result's value first, then the stores (a result
-            ptrs = dict(zip(body.inputs, c.args[nout:]))     # may alias an input: in place)
+            ptrs = _in_ptrs(c, body)    # may be written over an input: in place)
             lv = {v: _leaf_loader(c, ptrs[src], v.type.dtype, _plus(c, o, off))
                   for (v, src, off, _), o in zip(leaves, offs[1:])}
             values = Dag(c, module, body).at_all(body.outputs, lv)
@@ -120,7 +124,7 @@ def emit_fusion(module, name, node, symbols):
         matmul_into(kc, master, out_ptr, a_ptr, b_ptr, row)
     elif master.op.family in ("matmul_packed", "conv2d_packed"):   # GEMM tiles + epilogue
         def emit(tc, ranges):   # some panels or rows, in a (possibly threaded) task
-            t_args = dict(zip(body.inputs, tc.args[1:]))
+            t_args = _in_ptrs(tc, body)
             row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
             a, bp = (t_args[v] for v in master.inputs)
             gemm_packed_into(tc, master, tc.args[0], a, bp, row, **ranges)
@@ -135,7 +139,7 @@ def emit_fusion(module, name, node, symbols):
                                   *[broadcast_strides(v.type, out_t.shape) for v in leaves])
 
         def point(ctx, offs):
-            ptrs = dict(zip(body.inputs, ctx.args[1:]))
+            ptrs = _in_ptrs(ctx, body)
             lv = {v: _leaf_loader(ctx, ptrs[v], v.type.dtype, o) for v, o in zip(leaves, offs[1:])}
             lv[c] = _leaf_loader(ctx, ctx.args[0], out_t.dtype, offs[0])
             ctx.store(Dag(ctx, module, body).at(root, lv), ctx.args[0], offs[0], out_t.dtype)
@@ -150,7 +154,7 @@ def emit_fusion(module, name, node, symbols):
         strides = [broadcast_strides(v.type, x.type.shape) for v in leaves]
 
         def load_x(c, offs):
-            ptrs = dict(zip(body.inputs, c.args[1:]))
+            ptrs = _in_ptrs(c, body)
             lv = {v: _leaf_loader(c, ptrs[v], v.type.dtype, o) for v, o in zip(leaves, offs)}
             return Dag(c, module, body).at(x, lv)
 

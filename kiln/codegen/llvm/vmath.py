@@ -54,6 +54,15 @@ def _pow2(b, n_float, t):
     return b.bitcast(bits, t)
 
 
+def _exp_poly(b, r, t):
+    """e^r for |r| <= ln2/2: 1 + r + r^2 * p(r), Cephes' degree-6 polynomial."""
+    p = _c(t, 1.9875691500e-4)
+    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                  5.0000001201e-1):
+        p = b.fadd(b.fmul(p, r, flags=FMA), _c(t, coeff), flags=FMA)
+    return b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
+
+
 def exp(b, m: ll.Module, x, dt: DType = DType.f32):
     if dt is not DType.f32:
         t = x.type
@@ -65,11 +74,7 @@ def exp(b, m: ll.Module, x, dt: DType = DType.f32):
                                                         _c(t, 0.5))])
     r = b.fsub(xc, b.fmul(n, _c(t, 0.693359375)))
     r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4)))
-    p = _c(t, 1.9875691500e-4)
-    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-                  5.0000001201e-1):
-        p = b.fadd(b.fmul(p, r, flags=FMA), _c(t, coeff), flags=FMA)
-    y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
+    y = _exp_poly(b, r, t)
     half = b.call(_intrinsic(m, "llvm.floor", t), [b.fmul(n, _c(t, 0.5))])
     y = b.fmul(b.fmul(y, _pow2(b, half, t)), _pow2(b, b.fsub(n, half), t))
     y = b.select(b.fcmp_ordered(">", x, _c(t, 88.72283905206835)), _c(t, float("inf")), y)
@@ -90,11 +95,7 @@ def exp_nonpositive(b, m: ll.Module, x, dt: DType = DType.f32):
     n = b.call(_intrinsic(m, "llvm.roundeven", t), [b.fmul(x, _c(t, 1.44269504088896341))])
     r = b.fsub(x, b.fmul(n, _c(t, 0.693359375), flags=FMA), flags=FMA)
     r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4), flags=FMA), flags=FMA)
-    p = _c(t, 1.9875691500e-4)
-    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-                  5.0000001201e-1):
-        p = b.fadd(b.fmul(p, r, flags=FMA), _c(t, coeff), flags=FMA)
-    y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
+    y = _exp_poly(b, r, t)
     nc = b.select(b.fcmp_unordered("<", n, _c(t, -126.0)), _c(t, 0.0), n)   # NaN: 2^0, y is NaN
     return b.select(b.fcmp_ordered("<", n, _c(t, -126.0)), _c(t, 0.0), b.fmul(y, _pow2(b, nc, t)))
 
