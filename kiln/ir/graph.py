@@ -78,6 +78,18 @@ def infer_types(op: OpDef, types: Sequence[TensorType], attrs: Attrs, regions: t
 _current: contextvars.ContextVar = contextvars.ContextVar("kiln_graph", default=None)
 
 
+def ancestors(nodes, v) -> set:
+    """Nodes of ``nodes`` that ``v`` depends on (``v``'s producer included)."""
+    prod = {o: n for n in nodes for o in n.outputs}
+    seen, todo = set(), [v]
+    while todo:
+        n = prod.get(todo.pop())
+        if n is not None and n not in seen:
+            seen.add(n)
+            todo += list(n.inputs)
+    return seen
+
+
 def current_graph() -> "Graph":
     """The graph being built by the innermost ``with graph.building():``."""
     g = _current.get()

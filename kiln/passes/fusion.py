@@ -131,54 +131,51 @@ def plan_groups(g: Graph) -> dict:
                 grp.master = p
             grp.kind = rule.result
             group[p] = grp
-    merge_results(g, group, users, outputs, producer)
+    merge_results(g, group, users, producer)
     return group
 
 
-def merge_results(g: Graph, group: dict, users: dict, outputs: set, producer: dict):
+def merge_results(g: Graph, group: dict, users: dict, producer: dict):
     """Second phase: a loop group P whose result a loop group C reads joins C even when
     the result is ALSO needed outside C (a graph result, a state update, a later node):
     C then has several results, computed in one pass over their common index space.
     An optimizer's update (the new slots m and v, read by the new weight) reads each
     array once instead of twice; an LSTM cell's new c is stored while h is computed.
 
-    Conditions: both are loop groups, P's result has the shape of C's root, and every
-    node outside C reading P's result comes after C's root, so the merged node, placed
-    at C's root, precedes all its readers (and no path leaves C and comes back: no
-    cycle)."""
+    Conditions: both are loop groups, P's result has the shape of C's root, every node
+    outside C reading P's results comes after C's root -- so the merged node, placed at
+    C's root, precedes all its readers (and no path leaves C and comes back: no cycle) --
+    and no slice in C reads it. One merge at a time, from the last group, until none
+    is left."""
     order = {n: i for i, n in enumerate(g.nodes)}
-    changed = True
-    while changed:
-        changed = False
-        for c_root in reversed(g.nodes):
-            grp = group.get(c_root)
-            if grp is None or grp.root is not c_root or grp.kind != "loop":
-                continue
-            shape = c_root.outputs[0].type.shape
-            for m in sorted(grp.nodes, key=order.get, reverse=True):
-                for v in m.inputs:
-                    p = producer.get(v)
-                    pg = group.get(p) if p is not None else None
-                    if (pg is None or pg is grp or pg.kind != "loop" or p is not pg.root
-                            or len(p.outputs) != 1 or v.type.shape != shape
-                            or not _reads_outside(pg)):
-                        continue
-                    if any(u not in grp.nodes and u not in pg.nodes and order[u] <= order[c_root]
-                           for r in (pg.root, *pg.extra) for u in users.get(r.outputs[0], ())):
-                        continue
-                    if any(u.op.family == "slice" for u in users.get(v, ()) if u in grp.nodes):
-                        continue          # a slice reads its operand in place: it stays a buffer
+
+    def mergeable(grp, pg, v) -> bool:
+        c_root = grp.root
+        if (pg is None or pg is grp or pg.kind != "loop" or v.producer is not pg.root
+                or len(pg.root.outputs) != 1 or v.type.shape != c_root.outputs[0].type.shape or not _reads_outside(pg)):
+            return False
+        if any(u not in grp.nodes and u not in pg.nodes and order[u] <= order[c_root]
+               for r in (pg.root, *pg.extra) for u in users.get(r.outputs[0], ())):
+            return False
+        # a slice reads its operand in place: that operand stays a buffer
+        return not any(u.op.family == "slice" for u in users.get(v, ()) if u in grp.nodes)
+
+    def merge_one(grp) -> bool:
+        for m in sorted(grp.nodes, key=order.get, reverse=True):
+            for v in m.inputs:
+                pg = group.get(producer.get(v))
+                if mergeable(grp, pg, v):
                     for n in pg.nodes:
                         group[n] = grp
                     grp.nodes |= pg.nodes
                     grp.extra += [pg.root, *pg.extra]
                     grp.views = grp.views or pg.views
-                    changed = True
-                    break
-                if changed:
-                    break
-            if changed:
-                break
+                    return True
+        return False
+
+    while any(merge_one(group[n]) for n in reversed(g.nodes)
+              if group.get(n) is not None and group[n].root is n and group[n].kind == "loop"):
+        pass
 
 
 @register_pass("fusion")

@@ -34,7 +34,7 @@ their ends), so it overlaps none. Scratch offsets follow from the plan
 """
 from __future__ import annotations
 
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph, Value, ancestors
 from ..ir.opdef import Kind
 from ..ir.types import Affine, Poly
 from .manager import register_pass
@@ -138,17 +138,7 @@ def _computed_from(node, v, p) -> bool:
         return True
     body = node.regions[0]
     src = body.inputs[node.inputs.index(p)]
-    producer = {o: n for n in body.nodes for o in n.outputs}
-    todo, seen = [body.outputs[node.outputs.index(v)]], set()
-    while todo:
-        w = todo.pop()
-        if w is src:
-            return True
-        if w in seen or w not in producer:
-            continue
-        seen.add(w)
-        todo.extend(producer[w].inputs)
-    return False
+    return any(src in n.inputs for n in ancestors(body.nodes, body.outputs[node.outputs.index(v)]))
 
 
 def lifetimes(g: Graph, storage: dict | None = None) -> dict:

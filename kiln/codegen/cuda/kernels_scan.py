@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 
+from ...ir.graph import ancestors
 from ...ir.ops.control import split_operands, step_type
 from ...ir.types import Affine, Poly
 from ...passes.memory import classify, plan_memory, scan_scratch_layout, step_is_contiguous
@@ -75,18 +76,6 @@ BODY_AT = {**AT_POINT, "matmul": _at_matmul}
 _BODY_FAMILIES = ("constant", "reshape", "reduce", *BODY_AT)
 
 
-def _ancestors(nodes, v) -> set:
-    """Nodes of ``nodes`` that ``v`` depends on (``v``'s producer included)."""
-    prod = {o: n for n in nodes for o in n.outputs}
-    seen, todo = set(), [v]
-    while todo:
-        n = prod.get(todo.pop())
-        if n is not None and n not in seen:
-            seen.add(n)
-            todo += list(n.inputs)
-    return seen
-
-
 def _reduce_element(src: Src, g: Group, flat: str, out: str):
     """Output element ``flat`` of a reduce group: one thread loops over the reduced
     elements (the fused prologue evaluated on the fly), then the epilogue."""
@@ -98,7 +87,7 @@ def _reduce_element(src: Src, g: Group, flat: str, out: str):
     dt, op = x_t.dtype, m.op.name
     axes = sorted(normalize_axis(op, a, x_t.rank) for a in m.attrs["axes"])
     kept = [k for k in range(x_t.rank) if k not in axes]
-    pro = _ancestors(g.nodes, m.inputs[0])
+    pro = ancestors(g.nodes, m.inputs[0])
     pro_nodes = [n for n in g.nodes if n in pro]
     epi_nodes = [n for n in g.nodes if n not in pro and n is not m]
     nred = numel([x_t.shape[k] for k in axes])
