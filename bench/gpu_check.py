@@ -490,6 +490,10 @@ def main(argv=None) -> int:
     elif os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         print("gpu_check: unset NUMBA_ENABLE_CUDASIM: this script is for a real GPU", file=sys.stderr)
         return 2
+    if not hasattr(np, "row_stack"):
+        # numba-cuda 0.30 registers an overload for np.row_stack at its first kernel compile;
+        # numpy 2.5 removed it (seen on the H200 image: numba-cuda 0.30.4, numpy 2.5.2)
+        np.row_stack = np.vstack
     from kiln.codegen.cuda.device import cuda_module
     cuda = cuda_module()
     try:
