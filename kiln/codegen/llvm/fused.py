@@ -21,6 +21,7 @@ from ...ir.opdef import Kind
 from ...ir.types import Affine
 from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, parallel_nest
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
+from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
 from .scalar import SCALAR
 
@@ -130,6 +131,14 @@ def emit_fusion(module, name, node, symbols):
             gemm_packed_into(tc, master, tc.args[0], a, bp, row, **ranges)
 
         gemm_packed_parallel(kc, master, emit)
+    elif master.op.family == "conv2d" and depthwise_ok(master):   # depthwise rows + epilogue
+        def emit(tc, lo, hi):
+            t_args = _in_ptrs(tc, body)
+            row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
+            x, w = (t_args[v] for v in master.inputs)
+            depthwise_rows(tc, master, tc.args[0], x, w, lo, hi, row)
+
+        depthwise_parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
         c = master.outputs[0]
         fn = KERNELS[master.op.family](module, f"{name}.master", master, symbols)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
 from . import kernels_convt, kernels_pool
+from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
 
 _FLAGS = ["contract"]
 
@@ -42,6 +43,9 @@ def emit_conv2d(module, name, node, symbols):
     input pixel is inside the image, for each input channel c of each group, add
     x[pixel, c] * w[i, j, c, group's outputs] to the group's outputs (contiguous)."""
     kc = kernel_context(module, name, node, symbols)
+    if depthwise_ok(node):
+        depthwise_parallel(kc, node, lambda tc, lo, hi: depthwise_rows(tc, node, *tc.args, lo, hi))
+        return kc.finish()
     b = kc.b
     x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
