@@ -264,6 +264,11 @@ GEMM_MIN_WORK = 1 << 16
 #: the same for a GEMM split by rows (a conv with few output channels): from ~5 us of
 #: work (a batch-1 stem conv or 1x1 projection gains ~1.6x from a second core)
 ROW_SPLIT_MIN_WORK = 1 << 18
+#: a GEMM splits by rows when C has this many times more rows than columns: each
+#: thread then reads its share of A and all of B (rather than all of A and its share
+#: of B) -- a tall, narrow GEMM (a 1x1 conv on a large image, an FFN at batch 256)
+#: would read A from memory once per thread split by panels
+ROWS_OVER_COLUMNS = 2
 A_BLOCK_BYTES = 256 * 1024   # A's row block: well inside a core's L2
 
 
@@ -293,19 +298,30 @@ def gemm_packed_parallel(kc, node, emit):
                 emit(tc, {"batch": bt})
         kc.parallel(kc.affine(Affine.product(tuple(batch))), by_batch, work=work)
         return
-    if npanels >= 4:
-        kc.parallel(I64(npanels), lambda tc, lo, hi: emit(tc, {"panel_range": (lo, hi)}), work=work,
-                    min_work=GEMM_MIN_WORK)
-        return
-    units = b.sdiv(b.add(rows, I64(ROW_BLOCK - 1)), I64(ROW_BLOCK))
+    row_blocks = b.sdiv(b.add(rows, I64(ROW_BLOCK - 1)), I64(ROW_BLOCK))
+    if npanels < 4:
+        by_rows = ll.Constant(ll.IntType(1), 1)
+    else:     # chosen per call: rows (batch size) are known only at run time
+        by_rows = b.icmp_signed(">=", rows, I64(ROWS_OVER_COLUMNS * node.attrs["n"]))
+    units = b.select(by_rows, row_blocks, I64(npanels))
+    # one threshold for both splits: a row split's work counts 1/4 (ROW_SPLIT_MIN_WORK)
+    scale = ROW_SPLIT_MIN_WORK // GEMM_MIN_WORK
+    work = b.select(by_rows, b.sdiv(work, I64(scale)), work)
 
-    def by_rows(tc, lo, hi):
+    def split(tc, lo, hi):
+        tb = tc.b
         t_rows = tc.affine(Affine.product(node.outputs[0].type.shape[:-1]))
-        end = tc.b.mul(hi, I64(ROW_BLOCK))
-        end = tc.b.select(tc.b.icmp_signed("<", end, t_rows), end, t_rows)
-        emit(tc, {"row_range": (tc.b.mul(lo, I64(ROW_BLOCK)), end)})
+        t_by_rows = (tb.icmp_signed(">=", t_rows, I64(ROWS_OVER_COLUMNS * node.attrs["n"]))
+                     if npanels >= 4 else ll.Constant(ll.IntType(1), 1))
+        end = tb.mul(hi, I64(ROW_BLOCK))
+        end = tb.select(tb.icmp_signed("<", end, t_rows), end, t_rows)
+        r0 = tb.select(t_by_rows, tb.mul(lo, I64(ROW_BLOCK)), I64(0))
+        r1 = tb.select(t_by_rows, end, t_rows)
+        p0 = tb.select(t_by_rows, I64(0), lo)
+        p1 = tb.select(t_by_rows, I64(npanels), hi)
+        emit(tc, {"row_range": (r0, r1), "panel_range": (p0, p1)})
 
-    kc.parallel(units, by_rows, work=work, min_work=ROW_SPLIT_MIN_WORK)
+    kc.parallel(units, split, work=work, min_work=GEMM_MIN_WORK)
 
 
 @kernel("conv2d_packed")
