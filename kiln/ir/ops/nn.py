@@ -122,7 +122,12 @@ def conv2d_input_grad(g, ct, w, hw, *, strides, dilations, pads, groups):
     """d conv2d / d x: the transposed convolution of the cotangent with the same kernel
     (HWIO [kh,kw,C,O] read as conv2d_transpose's [kh,kw,out=C,in=O]); output_padding
     restores the input rows and columns the strided windows never reached. A grouped
-    kernel is made dense (block diagonal) first, as conv2d_transpose has no groups."""
+    kernel is made dense (block diagonal) first, as conv2d_transpose has no groups --
+    except a depthwise one (see ``depthwise_input_grad``)."""
+    if groups > 1 and w.type.shape[2] == 1 and groups == w.type.shape[3]:
+        dx = depthwise_input_grad(g, ct, w, hw, strides=strides, dilations=dilations, pads=pads)
+        if dx is not None:
+            return dx
     if groups > 1:
         w = block_diagonal(g, w, groups)
     ho_wo = ct.type.shape[1:3]
@@ -131,6 +136,45 @@ def conv2d_input_grad(g, ct, w, hw, *, strides, dilations, pads, groups):
                   for a in range(2))
     return g.op("conv2d_transpose", ct, w, strides=strides, dilations=dilations, pads=pads,
                 output_padding=extra)
+
+
+def depthwise_input_grad(g, ct, w, hw, *, strides, dilations, pads):
+    """d x of a depthwise conv2d (one input channel per group, as many groups as
+    channels): itself a depthwise conv2d -- of the cotangent spread by the strides (s-1
+    zeros after each element) with the window flipped, at stride 1, padded so each input
+    position sees the outputs whose windows covered it:
+
+        dx[y] = sum_i spread(dy)[y + pad_top - i*d] * w[i] = conv(spread(dy), flip(w))[y]
+        with padding top' = (k-1)*d - pad_top, bottom' from the input size
+
+    The dense route (block-diagonal kernel, conv2d_transpose) does C times the work.
+    None when a pad is wider than the window (top' < 0: the dense route then)."""
+    kh, kw = w.type.shape[:2]
+    new_pads = []
+    for a, k in enumerate((kh, kw)):
+        keff = (k - 1) * dilations[a]
+        lo, hi = pads[2 * a], pads[2 * a + 1]
+        if lo > keff or hi > keff:
+            return None
+        s, n = strides[a], ct.type.shape[1 + a]
+        if s > 1 and n > 1:                 # s-1 zeros after each element: reshape, pad, reshape
+            shp = ct.type.shape
+            ct = g.op("reshape", ct, shape=shp[:2 + a] + (1,) + shp[2 + a:])
+            spread = [0] * (2 * ct.type.rank)
+            spread[2 * (2 + a) + 1] = s - 1
+            ct = g.op("reshape", g.op("pad", ct, pads=tuple(spread)),
+                      shape=shp[:1 + a] + (n * s,) + shp[2 + a:])
+            n = n * s
+        top = keff - lo
+        bottom = hw[a] - n - top + keff
+        if bottom < 0:                      # only trailing zeros of the spread are cut
+            n += bottom
+            ct = g.op("slice", ct, axes=(1 + a,), begin=(0,), end=(n,))
+            bottom = 0
+        new_pads += [top, bottom]
+    flipped = g.op("slice", w, axes=(0, 1), begin=(-1, -1), end=(-(kh + 1), -(kw + 1)), steps=(-1, -1))
+    return g.op("conv2d", ct, flipped, strides=(1, 1), dilations=dilations, pads=tuple(new_pads),
+                groups=w.type.shape[3])
 
 
 @register
