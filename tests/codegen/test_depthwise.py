@@ -1,5 +1,6 @@
-"""The depthwise conv2d kernel (groups == channels, kernels_dwconv.py) against a numpy
-depthwise convolution written here: channel counts that fill whole vectors, leave a
+"""The depthwise conv2d kernel (groups == channels, kernels_dwconv.py), and the direct
+kernel that runs other grouped convs (kernels_nn.py, rows split across the pool),
+against numpy convolutions written here. Depthwise: channel counts that fill whole vectors, leave a
 tail, or are below one vector; strides, dilations, asymmetric and 'same' padding
 (edge columns with checks, whole tap rows outside the image), windows from 1x1 to 7x7,
 batch 1 and more, one and two threads, alone and with a fused bias + relu6 epilogue."""
@@ -98,3 +99,44 @@ def test_depthwise_kernel_is_used(monkeypatch, epilogue):
     g, *_ = build((8, 8), 32, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), epilogue)
     kiln.compile(g, cache=False)
     assert calls
+
+
+def grouped_ref(x, w, groups, strides, dil, pads):
+    """Grouped conv2d: group g's outputs read only its input channels."""
+    cg, og = w.shape[2], w.shape[3] // groups
+    outs = []
+    for g in range(groups):
+        wg = w[:, :, :, g * og:(g + 1) * og]
+        xg = x[..., g * cg:(g + 1) * cg]
+        (sh, sw), (dh, dw) = strides, dil
+        top, bottom, left, right = pads
+        xp = np.pad(xg.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
+        n, hp, wp, _ = xp.shape
+        kh, kw = w.shape[:2]
+        ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+        out = np.zeros((n, ho, wo, og))
+        for i in range(kh):
+            for j in range(kw):
+                win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+                out += win @ wg[i, j].astype(np.float64)
+        outs.append(out)
+    return np.concatenate(outs, axis=-1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("hw,c,o,groups,strides,dil,pads", [
+    ((16, 16), 16, 32, 4, (1, 1), (1, 1), (1, 1, 1, 1)),       # 4 channels in, 8 out per group
+    ((15, 13), 24, 48, 24, (2, 2), (1, 1), (0, 1, 0, 1)),      # depth multiplier 2
+    ((12, 12), 8, 8, 2, (1, 2), (2, 1), (2, 2, 1, 1)),         # dilated, strided
+])
+def test_grouped_matches_numpy(hw, c, o, groups, strides, dil, pads, threads):
+    g = Graph("grouped")
+    x = g.add_input("x", TensorType(("N", *hw, c)))
+    w = rng.standard_normal((3, 3, c // groups, o)).astype(np.float32)
+    g.set_outputs([g.op("conv2d", x, g.add_param("w", w), strides=strides, dilations=dil, pads=pads,
+                        groups=groups)])
+    exe = kiln.compile(g, threads=threads, cache=False)
+    for n in (1, 3):
+        xs = rng.standard_normal((n, *hw, c)).astype(np.float32)
+        np.testing.assert_allclose(exe(xs), grouped_ref(xs, w, groups, strides, dil, pads),
+                                   rtol=1e-5, atol=1e-4)

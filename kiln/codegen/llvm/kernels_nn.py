@@ -41,11 +41,22 @@ def _lin(b, *terms):
 def emit_conv2d(module, name, node, symbols):
     """For each output pixel: zero its O outputs, then for each kernel tap (i, j) whose
     input pixel is inside the image, for each input channel c of each group, add
-    x[pixel, c] * w[i, j, c, group's outputs] to the group's outputs (contiguous)."""
+    x[pixel, c] * w[i, j, c, group's outputs] to the group's outputs (contiguous).
+    Depthwise convs take kernels_dwconv.py's kernel; output rows are split across the
+    pool."""
     kc = kernel_context(module, name, node, symbols)
+    x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     if depthwise_ok(node):
         depthwise_parallel(kc, node, lambda tc, lo, hi: depthwise_rows(tc, node, *tc.args, lo, hi))
         return kc.finish()
+    kh, kw, cg, O = w_t.shape
+    rows = kc.b.mul(kc.dim(x_t.shape[0]), I64(out_t.shape[1]))
+    kc.parallel(rows, lambda tc, lo, hi: _direct_rows(tc, node, lo, hi),
+                work=kc.b.mul(rows, I64(out_t.shape[2] * kh * kw * cg * O)), min_work=1 << 16)
+    return kc.finish()
+
+
+def _direct_rows(kc, node, lo, hi):
     b = kc.b
     x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
@@ -72,34 +83,35 @@ def emit_conv2d(module, name, node, symbols):
                          lambda orow, o, xv, wi: _mac(kc, dt, out_ptr, b.add(b.add(obase, orow), o),
                                                       xv, w_ptr, wi))
 
-    window_taps(kc, node, x_t, out_t.shape[1:3], (kh, kw), O, zero, tap)
-    return kc.finish()
+    window_taps(kc, node, x_t, out_t.shape[1:3], (kh, kw), O, zero, tap, rows=(lo, hi))
 
 
-def window_taps(kc, node, x_t, out_hw, kernel_hw, O, pixel, tap):
+def window_taps(kc, node, x_t, out_hw, kernel_hw, O, pixel, tap, rows=None):
     """The walk of a convolution's windows: for each output pixel (n, oy, ox) call
     ``pixel(obase)`` (obase: the offset of its O outputs), then ``tap(obase, xbase, i, j)``
     for each kernel tap (i, j) whose input pixel is inside the image (xbase: the
-    offset of that pixel's channels)."""
+    offset of that pixel's channels). ``rows``: only output rows (n, oy) in [lo, hi) of
+    the flattened N*Ho (default: all)."""
     b = kc.b
     _, H, W, C = x_t.shape
     Ho, Wo = out_hw
     kh, kw = kernel_hw
     (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
     pt, _, pl, _ = node.attrs["pads"]
-    with kc.loop(kc.dim(x_t.shape[0]), name="n") as n:
-        with kc.loop(I64(Ho), name="oy") as oy:
-            with kc.loop(I64(Wo), name="ox") as ox:
-                obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(O))
-                if pixel is not None:
-                    pixel(obase)
-                with kc.loop(I64(kh), name="i") as i:
-                    iy = b.add(b.mul(oy, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
-                    with b.if_then(_in_range(b, iy, H)):
-                        with kc.loop(I64(kw), name="j") as j:
-                            ix = b.add(b.mul(ox, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
-                            with b.if_then(_in_range(b, ix, W)):
-                                tap(obase, b.mul(_lin(b, n, iy, H, ix, W), I64(C)), i, j)
+    lo, hi = rows if rows is not None else (I64(0), b.mul(kc.dim(x_t.shape[0]), I64(Ho)))
+    with kc.loop(hi, start=lo, name="r") as r:
+        n, oy = b.sdiv(r, I64(Ho)), b.srem(r, I64(Ho))
+        with kc.loop(I64(Wo), name="ox") as ox:
+            obase = b.mul(_lin(b, r, ox, Wo), I64(O))
+            if pixel is not None:
+                pixel(obase)
+            with kc.loop(I64(kh), name="i") as i:
+                iy = b.add(b.mul(oy, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
+                with b.if_then(_in_range(b, iy, H)):
+                    with kc.loop(I64(kw), name="j") as j:
+                        ix = b.add(b.mul(ox, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
+                        with b.if_then(_in_range(b, ix, W)):
+                            tap(obase, b.mul(_lin(b, n, iy, H, ix, W), I64(C)), i, j)
 
 
 def grouped_taps(kc, dt, xbase, wbase, cg, groups, O, x_ptr, mac):
