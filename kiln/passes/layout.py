@@ -171,6 +171,53 @@ def layout(g: Graph) -> Graph:
         new_g.nodes.append(nn)
         return nn.outputs
 
+    return fuse_attention(g.rebuild(rewrite))
+
+
+#: attention fuses when a block of score rows (ATTENTION_ROWS x keys floats) stays small
+MAX_ATTENTION_KEYS = 2048
+
+
+def fuse_attention(g: Graph) -> Graph:
+    """``matmul_packed(q, K) -> softmax(axis=-1) -> matmul_packed(p, V)`` (batched
+    panels) -> ``attention_packed(q, K, V)`` when nothing else reads the scores or the
+    probabilities (a training graph's backward pass reads them: it keeps the three).
+    The dead matmul and softmax are left to dce."""
+    users = g.users()
+    roots = set(g.roots()) | {v for _, v in g.updates}
+    fused = {}                                    # the second matmul -> the first
+
+    def only_use(v, node) -> bool:
+        return v not in roots and users.get(v, []) == [node]
+
+    for s in g.nodes:
+        if s.op.name != "softmax" or s.inputs[0].producer is None:
+            continue
+        m1, t = s.inputs[0].producer, s.inputs[0].type
+        if (m1.op.name != "matmul_packed" or m1.attrs["transpose_a"] or m1.inputs[1].type.rank < 4
+                or s.attrs["axis"] not in (-1, t.rank - 1) or t.dtype is not DType.f32
+                or not only_use(s.inputs[0], s) or m1.attrs["n"] > MAX_ATTENTION_KEYS
+                or not all(isinstance(d, int) for d in m1.inputs[0].type.shape[-2:])):
+            continue
+        (m2, *rest) = users.get(s.outputs[0], [None])
+        if (rest or m2 is None or m2.op.name != "matmul_packed" or m2.inputs[0] is not s.outputs[0]
+                or m2.attrs["transpose_a"] or m2.inputs[1].type.rank != m1.inputs[1].type.rank
+                or s.outputs[0] in roots):
+            continue
+        fused[m2] = m1
+    if not fused:
+        return g
+    first_ins = {}
+
+    def rewrite(new_g, n, ins):
+        if n in fused.values():
+            first_ins[n] = ins
+        if n not in fused:
+            return None
+        m1 = fused[n]
+        q, kp = first_ins[m1]
+        return [new_g.op("attention_packed", q, kp, ins[1], n_s=m1.attrs["n"], n=n.attrs["n"])]
+
     return g.rebuild(rewrite)
 
 

@@ -1,11 +1,12 @@
-"""Layout ops: pack_panels and matmul_packed against numpy written here."""
+"""Layout ops: pack_panels, matmul_packed, conv2d_packed and attention_packed against
+numpy written here."""
 import numpy as np
 import pytest
 
 import kiln
 from kiln.ir import Graph, OpTypeError, TensorType
 
-COVERED = {"pack_panels", "matmul_packed", "conv2d_packed"}
+COVERED = {"pack_panels", "matmul_packed", "conv2d_packed", "attention_packed"}
 
 
 @pytest.mark.parametrize("k,p,nr", [(3, 5, 2), (7, 32, 32), (7, 33, 32), (1, 1, 8), (4, 16, 8)])
@@ -130,3 +131,26 @@ def test_conv2d_packed_pool_is_the_max_pool_of_the_conv():
     np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(OpTypeError, match="pool must be"):
         g.op("conv2d_packed", xv, packed, kernel=(3, 3), n=5, pool=(0, 2))
+
+
+def test_attention_packed_reference_and_types():
+    """softmax(q @ k^T) @ v, batch by batch, with k^T and v packed."""
+    rng = np.random.default_rng(8)
+    q = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    k = rng.standard_normal((2, 7, 3, 4)).astype(np.float32)      # [N, keys, heads, D]
+    v = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    g = Graph("att")
+    qv, kv, vv = (g.add_input(n, TensorType(("N", *a.shape[1:]))) for n, a in (("q", q), ("k", k), ("v", v)))
+    kp = g.op("pack_panels", kv, nr=4, perm=(0, 2, 3, 1))
+    vp = g.op("pack_panels", vv, nr=4)
+    y = g.op("attention_packed", qv, kp, vp, n_s=7, n=6)
+    assert y.type.shape == ("N", 3, 5, 6)
+    g.set_outputs([y])
+    s = q.astype(np.float64) @ k.transpose(0, 2, 3, 1)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    np.testing.assert_allclose(kiln.interpret(g, q, k, v), (e / e.sum(-1, keepdims=True)) @ v, rtol=1e-5)
+    with pytest.raises(OpTypeError, match="batched panels"):
+        g.op("attention_packed", qv, g.op("pack_panels", g.add_input("w", TensorType((4, 7))), nr=4), vp,
+             n_s=7, n=6)
+    with pytest.raises(OpTypeError, match="inner dimensions"):
+        g.op("attention_packed", qv, kp, g.op("pack_panels", vv, nr=4, perm=(0, 1, 3, 2)), n_s=7, n=7)

@@ -9,3 +9,4 @@ from . import kernels_gemm  # noqa: E402,F401
 from . import kernels_scan  # noqa: E402,F401  (the scan kernel)
 from . import kernels_grad  # noqa: E402,F401  (kernels of the ops backward passes need)
 from . import kernels_random  # noqa: E402,F401  (random_uniform)
+from . import kernels_attention  # noqa: E402,F401  (attention_packed)

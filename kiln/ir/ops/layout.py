@@ -146,3 +146,32 @@ class Conv2DPacked(OpDef):
             y = get_op("max_pool2d").reference(y, window=tuple(pool), strides=tuple(pool),
                                                pads=(0, 0, 0, 0))
         return y
+
+
+@register
+class AttentionPacked(OpDef):
+    """``softmax(q @ K, axis=-1) @ V`` batch by batch, with K and V packed by
+    ``pack_panels``: q [..., M, D], kp [..., P/nr, D, nr] (K is [D, n_s]: the keys
+    transposed), vp [..., P/nr, n_s, nr] (V is [n_s, n]) -> [..., M, n]. The layout
+    pass makes it of ``matmul_packed -> softmax -> matmul_packed`` when nothing else
+    reads the scores or the probabilities (inference): the kernel computes a block of
+    rows of the scores, their softmax and their product with V while the block is in
+    cache, so the [..., M, n_s] scores are never written out."""
+    name = "attention_packed"
+    kind = Kind.OPAQUE
+    family = "attention_packed"
+    num_inputs = 3
+    attrs = (Attr("n_s", AttrKind.INT), Attr("n", AttrKind.INT))
+
+    def infer(self, q: TensorType, kp: TensorType, vp: TensorType, *, n_s, n):
+        mm = get_op("matmul_packed")
+        if kp.rank < 4 or vp.rank != kp.rank:
+            raise OpTypeError(f"attention_packed: expects batched panels [..., P/nr, K, nr] for "
+                              f"keys and values, got {kp}, {vp}")
+        scores = mm.infer(q, kp, n=n_s, transpose_a=False)
+        return mm.infer(scores, vp, n=n, transpose_a=False)
+
+    def reference(self, q, kp, vp, *, n_s, n):
+        mm, sm = get_op("matmul_packed"), get_op("softmax")
+        p = sm.reference(mm.reference(q, kp, n=n_s, transpose_a=False), axis=-1)
+        return mm.reference(p, vp, n=n, transpose_a=False)

@@ -1,0 +1,72 @@
+"""attention_packed: softmax(q @ K) @ V per batch element (an attention head), a block
+of query rows at a time.
+
+A work unit is (batch element, block of ROWS query rows). Its scores -- ROWS x n_s
+floats, in a stack buffer of the task -- are computed by the packed GEMM
+(kernels_gemm.gemm_packed_into, the same microkernel as every matmul), turned into
+probabilities row by row in place (the softmax kernel's slice code), and multiplied by
+V's panels straight into the output. The scores never leave the core's caches; the
+unfused chain writes them, reads and writes them again (softmax), and reads them a
+third time. Units are split across the thread pool.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ll
+
+from ...ir import Graph, TensorType
+from ...ir.types import Affine
+from .emit import I64, LLTYPE
+from .kernels import _softmax_slice, kernel, kernel_context
+from .kernels_gemm import MR, gemm_packed_into
+
+ROWS = 8 * MR      # query rows per work unit: 48 x 128 keys = 24 KB of scores
+MIN_WORK = 1 << 16
+
+
+def _gemm_node(rows: int, k: int, panels: TensorType, n: int):
+    """A matmul_packed node of one batch element's shapes (gemm_packed_into reads the
+    operand types and ``n`` off it)."""
+    g = Graph("attention_gemm")
+    a = g.add_input("a", TensorType((rows, k), panels.dtype))
+    bp = g.add_input("bp", TensorType(panels.shape[-3:], panels.dtype))
+    return g.op("matmul_packed", a, bp, n=n).producer
+
+
+@kernel("attention_packed")
+def emit_attention_packed(module, name, node, symbols):
+    kc = kernel_context(module, name, node, symbols)
+    q_t, kp_t, vp_t = (v.type for v in node.inputs)
+    *batch, M, D = q_t.shape
+    n_s, n = node.attrs["n_s"], node.attrs["n"]
+    dt = q_t.dtype
+    rows = min(ROWS, M)
+    scores_node = _gemm_node(rows, D, kp_t, n_s)
+    out_node = _gemm_node(rows, n_s, vp_t, n)
+    kp_size = Affine.product(kp_t.shape[-3:])
+    vp_size = Affine.product(vp_t.shape[-3:])
+    blocks = -(-M // rows)
+    b = kc.b
+    units = b.mul(kc.affine(Affine.product(tuple(batch))), I64(blocks))
+
+    def task(tc, lo, hi):
+        tb = tc.b
+        out_ptr, q_ptr, kp_ptr, vp_ptr = tc.args
+        with tb.goto_entry_block():
+            scratch = tb.alloca(ll.ArrayType(LLTYPE[dt], rows * n_s), name="scores")
+        s_ptr = tb.bitcast(scratch, LLTYPE[dt].as_pointer())
+        with tc.loop(hi, start=lo, name="u") as u:
+            bt, blk = tb.sdiv(u, I64(blocks)), tb.srem(u, I64(blocks))
+            r0 = tb.add(tb.mul(bt, I64(M)), tb.mul(blk, I64(rows)))      # first row (all batches)
+            count = tb.sub(I64(M), tb.mul(blk, I64(rows)))
+            count = tb.select(tb.icmp_signed("<", count, I64(rows)), count, I64(rows))
+            q = tb.gep(q_ptr, [tb.mul(r0, I64(D))], inbounds=True)
+            kp = tb.gep(kp_ptr, [tb.mul(bt, tc.affine(kp_size))], inbounds=True)
+            vp = tb.gep(vp_ptr, [tb.mul(bt, tc.affine(vp_size))], inbounds=True)
+            out = tb.gep(out_ptr, [tb.mul(r0, I64(n))], inbounds=True)
+            gemm_packed_into(tc, scores_node, s_ptr, q, kp, row_range=(I64(0), count))
+            with tc.loop(count, name="sr") as r:
+                _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(n_s)), I64(n_s), I64(1), dt)
+            gemm_packed_into(tc, out_node, out, s_ptr, vp, row_range=(I64(0), count))
+
+    kc.parallel(units, task, work=b.mul(units, I64(rows * n_s * (D + n))), min_work=MIN_WORK)
+    return kc.finish()

@@ -1,0 +1,77 @@
+"""The fused attention kernel (layout pass: matmul -> softmax -> matmul becomes
+attention_packed; kernels_attention.py) against numpy written here: query rows that
+fill whole row blocks, leave a partial one or are fewer than one register tile; key
+counts and value widths that end in partial panels; one and two batch dims; one and
+two threads. And where it must not fuse: the probabilities read elsewhere (a training
+graph's backward pass does), or a softmax over another axis."""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.ir import Graph, TensorType
+
+rng = np.random.default_rng(21)
+
+
+def attention_ref(q, k, v):
+    s = q.astype(np.float64) @ np.swapaxes(k, -1, -2)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)) @ v
+
+
+def build(batch, m, s, d, dv, extra_output=False, axis=-1):
+    g = Graph("attention")
+    q = g.add_input("q", TensorType(("N", *batch, m, d)))
+    k = g.add_input("k", TensorType(("N", *batch, s, d)))
+    v = g.add_input("v", TensorType(("N", *batch, s, dv)))
+    perm = tuple(range(len(batch) + 1)) + (len(batch) + 2, len(batch) + 1)
+    p = g.op("softmax", g.op("matmul", q, g.op("transpose", k, perm=perm)), axis=axis)
+    o = g.op("matmul", p, v)
+    g.set_outputs([o, p] if extra_output else [o])
+    return g
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch,m,s,d,dv", [
+    ((4,), 128, 128, 32, 32),      # the benchmark Transformer's heads
+    ((2,), 50, 77, 16, 40),        # a partial row block, partial panels of keys and values
+    ((), 5, 33, 8, 3),             # fewer rows than a register tile
+    ((2, 3), 97, 64, 12, 64),      # two batch dims
+])
+def test_fused_attention_matches_numpy(batch, m, s, d, dv, threads):
+    exe = kiln.compile(build(batch, m, s, d, dv), threads=threads, cache=False)
+    assert exe.ir.count("attention_packed(") == 1
+    assert "softmax(" not in exe.ir
+    for n in (1, 2):
+        q, k = (rng.standard_normal((n, *batch, r, d)).astype(np.float32) for r in (m, s))
+        v = rng.standard_normal((n, *batch, s, dv)).astype(np.float32)
+        np.testing.assert_allclose(exe(q, k, v), attention_ref(q, k, v), rtol=1e-4, atol=1e-5)
+
+
+def test_not_fused_when_the_probabilities_are_read_elsewhere():
+    exe = kiln.compile(build((2,), 9, 10, 4, 5, extra_output=True), cache=False)
+    assert "attention_packed(" not in exe.ir
+    q, k = (rng.standard_normal((3, 2, r, 4)).astype(np.float32) for r in (9, 10))
+    v = rng.standard_normal((3, 2, 10, 5)).astype(np.float32)
+    o, p = exe(q, k, v)
+    np.testing.assert_allclose(o, attention_ref(q, k, v), rtol=1e-4, atol=1e-5)
+
+
+def test_not_fused_for_a_softmax_over_the_queries():
+    exe = kiln.compile(build((2,), 6, 6, 4, 5, axis=-2), cache=False)
+    assert "attention_packed(" not in exe.ir
+
+
+def test_training_a_transformer_keeps_the_unfused_chain():
+    """The backward pass reads the probabilities: the step graph has no attention_packed,
+    and inference on the trained model fuses and agrees with the reference interpreter."""
+    inp = kiln.Input(shape=(8, 16))
+    h = kiln.layers.MultiHeadAttention(num_heads=2, key_dim=8)(inp, inp)
+    model = kiln.Model(inp, kiln.layers.Dense(1)(kiln.layers.GlobalAveragePooling1D()(h)))
+    model.compile(optimizer="adam", loss="mse")
+    x = rng.standard_normal((16, 8, 16)).astype(np.float32)
+    model.fit(x, rng.standard_normal((16, 1)).astype(np.float32), batch_size=8, epochs=1, verbose=0)
+    assert "attention_packed(" not in model._train_step.train_exe.ir
+    exe = kiln.compile(model, cache=False)
+    assert "attention_packed(" in exe.ir
+    np.testing.assert_allclose(exe(x), kiln.interpret(kiln.lower(model), x), rtol=1e-4, atol=1e-5)
