@@ -46,6 +46,7 @@ NO_VJP = {
     "matmul_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "conv2d_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
+    "attention": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "max_pool2d_grad": "second-order gradients through max pooling are not implemented",
 }
 

@@ -24,6 +24,8 @@ run after this pass, so the pass memoizes per weight itself).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import target as targets
 from ..ir.graph import Graph
 from ..ir.types import DType
@@ -207,16 +209,34 @@ def fuse_attention(g: Graph) -> Graph:
         fused[m2] = m1
     if not fused:
         return g
-    first_ins = {}
+    heads = {m2: _heads_form(m1, m2, users, roots) for m2, m1 in fused.items()}
+    after = {h[3]: m2 for m2, h in heads.items() if h is not None and h[3] is not None}
+    new_of = {}                                   # old node output -> new value
+
+    def new(new_g, v):
+        if v.kind == "node":
+            return new_of[v]
+        if v.kind == "param":
+            return new_g.params[v.name]
+        return new_g.inputs[g.inputs.index(v)]
 
     def rewrite(new_g, n, ins):
-        if n in fused.values():
-            first_ins[n] = ins
-        if n not in fused:
-            return None
-        m1 = fused[n]
-        q, kp = first_ins[m1]
-        return [new_g.op("attention_packed", q, kp, ins[1], n_s=m1.attrs["n"], n=n.attrs["n"])]
+        m2 = n if n in fused else after.get(n)
+        h = heads.get(m2)
+        if m2 is None or (h is not None and n is m2 and h[3] is not None):
+            # any other node, or a matmul whose transpose takes the attention (dce drops it)
+            nn = new_g.make_node(n.op, ins, n.attrs, n.regions)
+            new_g.nodes.append(nn)
+            res = nn.outputs
+        elif h is not None:                       # q, k, v in [B, tokens, heads, depth]
+            q, k, v, t_after, scale = h
+            y = new_g.op("attention", *(new(new_g, x) for x in (q, k, v)), scale=scale)
+            res = [y] if n is t_after else [new_g.op("transpose", y, perm=(0, 2, 1, 3))]
+        else:
+            q, kp = (new(new_g, x) for x in fused[m2].inputs)
+            res = [new_g.op("attention_packed", q, kp, ins[1], n_s=fused[m2].attrs["n"], n=n.attrs["n"])]
+        new_of.update(zip(n.outputs, res))
+        return res
 
     return g.rebuild(rewrite)
 
@@ -246,3 +266,43 @@ def _pack_body(body: Graph, packed_types: dict) -> Graph:
             env[o] = no
     out.set_outputs([env[v] for v in body.outputs])
     return out
+
+
+#: the kernel packs a head's keys and values on its stack: at most this many floats each
+MAX_HEAD_FLOATS = 1 << 15
+
+
+def _heads_form(m1, m2, users, roots):
+    """(q, k, v, transpose after, scale) when the attention reads q, k and v in the
+    [B, tokens, heads, depth] layout -- q through ``transpose(0, 2, 1, 3)`` and an
+    optional multiply by a scalar constant, k and v through packs with perms
+    (0, 2, 3, 1) and (0, 2, 1, 3) -- else None. ``transpose after``: the output's
+    transpose back to [B, M, H, Dv] when it is the only reader."""
+    def producer(v, name):
+        p = v.producer
+        return p if p is not None and p.op.name == name else None
+
+    kp, vp = producer(m1.inputs[1], "pack_panels"), producer(m2.inputs[1], "pack_panels")
+    if (kp is None or vp is None or tuple(kp.attrs["perm"]) != (0, 2, 3, 1)
+            or tuple(vp.attrs["perm"]) != (0, 2, 1, 3)):
+        return None
+    q, scale = m1.inputs[0], 1.0
+    mul = producer(q, "mul")
+    if mul is not None:
+        c = mul.inputs[1].producer
+        if c is None or c.op.name != "constant" or np.ndim(c.attrs["value"]) != 0:
+            return None
+        q, scale = mul.inputs[0], float(c.attrs["value"])
+    qt = producer(q, "transpose")
+    if qt is None or tuple(qt.attrs["perm"]) != (0, 2, 1, 3):
+        return None
+    q4, k4, v4 = qt.inputs[0], kp.inputs[0], vp.inputs[0]
+    S, D, Dv = k4.type.shape[1], k4.type.shape[3], v4.type.shape[3]
+    if any(t.type.dtype is not DType.f32 or t.type.rank != 4 for t in (q4, k4, v4)) \
+            or S * D > MAX_HEAD_FLOATS or S * Dv > MAX_HEAD_FLOATS:
+        return None
+    (t_after, *rest) = users.get(m2.outputs[0], [None])
+    if (rest or t_after is None or t_after.op.name != "transpose" or m2.outputs[0] in roots
+            or tuple(t_after.attrs["perm"]) != (0, 2, 1, 3)):
+        t_after = None
+    return q4, k4, v4, t_after, scale

@@ -1,5 +1,6 @@
-"""The fused attention kernel (layout pass: matmul -> softmax -> matmul becomes
-attention_packed; kernels_attention.py) against numpy written here: query rows that
+"""The fused attention kernels (layout pass: matmul -> softmax -> matmul becomes
+attention_packed, or attention when q, k and v come in Keras' [batch, tokens, heads,
+depth] layout; kernels_attention.py) against numpy written here: query rows that
 fill whole row blocks, leave a partial one or are fewer than one register tile; key
 counts and value widths that end in partial panels; one and two batch dims; one and
 two threads. And where it must not fuse: the probabilities read elsewhere (a training
@@ -71,7 +72,46 @@ def test_training_a_transformer_keeps_the_unfused_chain():
     model.compile(optimizer="adam", loss="mse")
     x = rng.standard_normal((16, 8, 16)).astype(np.float32)
     model.fit(x, rng.standard_normal((16, 1)).astype(np.float32), batch_size=8, epochs=1, verbose=0)
-    assert "attention_packed(" not in model._train_step.train_exe.ir
+    step_ir = model._train_step.train_exe.ir
+    assert "= attention(" not in step_ir and "= attention_packed(" not in step_ir
     exe = kiln.compile(model, cache=False)
-    assert "attention_packed(" in exe.ir
+    assert "= attention(" in exe.ir
     np.testing.assert_allclose(exe(x), kiln.interpret(kiln.lower(model), x), rtol=1e-4, atol=1e-5)
+
+
+def build_heads(m, s, h, d, dv, scale=None, transpose_back=True):
+    """The chain Keras' MultiHeadAttention lowers to: [B, tokens, heads, depth] tensors,
+    head transposes, the query scaled, and the output transposed back."""
+    g = Graph("mha")
+    q = g.add_input("q", TensorType(("N", m, h, d)))
+    k = g.add_input("k", TensorType(("N", s, h, d)))
+    v = g.add_input("v", TensorType(("N", s, h, dv)))
+    qt = g.op("transpose", q, perm=(0, 2, 1, 3))
+    if scale is not None:
+        qt = g.op("mul", qt, g.constant(np.float32(scale)))
+    p = g.op("softmax", g.op("matmul", qt, g.op("transpose", k, perm=(0, 2, 3, 1))), axis=-1)
+    o = g.op("matmul", p, g.op("transpose", v, perm=(0, 2, 1, 3)))
+    g.set_outputs([g.op("transpose", o, perm=(0, 2, 1, 3)) if transpose_back else o])
+    return g
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("m,s,h,d,dv,scale,back", [
+    (128, 128, 4, 32, 32, 0.17677669, True),     # the benchmark Transformer's
+    (50, 77, 3, 16, 40, 0.25, True),            # partial row block and panels
+    (5, 9, 2, 8, 3, None, False),               # no scale, the output left in heads order
+    (97, 33, 1, 12, 64, 2.0, True),
+])
+def test_heads_form_matches_numpy(m, s, h, d, dv, scale, back, threads):
+    exe = kiln.compile(build_heads(m, s, h, d, dv, scale, back), threads=threads, cache=False)
+    assert exe.ir.count("= attention(") == 1
+    assert "pack_panels" not in exe.ir and "softmax" not in exe.ir
+    assert exe.ir.count("transpose(") == (0 if back else 1)
+    for n in (1, 2):
+        q = rng.standard_normal((n, m, h, d)).astype(np.float32)
+        k = rng.standard_normal((n, s, h, d)).astype(np.float32)
+        v = rng.standard_normal((n, s, h, dv)).astype(np.float32)
+        qs = q * (1.0 if scale is None else scale)
+        want = attention_ref(qs.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
+        np.testing.assert_allclose(exe(q, k, v), want.transpose(0, 2, 1, 3) if back else want,
+                                   rtol=1e-4, atol=1e-5)

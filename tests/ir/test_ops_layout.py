@@ -1,12 +1,12 @@
-"""Layout ops: pack_panels, matmul_packed, conv2d_packed and attention_packed against
-numpy written here."""
+"""Layout ops: pack_panels, matmul_packed, conv2d_packed, attention_packed and attention
+against numpy written here."""
 import numpy as np
 import pytest
 
 import kiln
 from kiln.ir import Graph, OpTypeError, TensorType
 
-COVERED = {"pack_panels", "matmul_packed", "conv2d_packed", "attention_packed"}
+COVERED = {"pack_panels", "matmul_packed", "conv2d_packed", "attention_packed", "attention"}
 
 
 @pytest.mark.parametrize("k,p,nr", [(3, 5, 2), (7, 32, 32), (7, 33, 32), (1, 1, 8), (4, 16, 8)])
@@ -154,3 +154,27 @@ def test_attention_packed_reference_and_types():
              n_s=7, n=6)
     with pytest.raises(OpTypeError, match="inner dimensions"):
         g.op("attention_packed", qv, kp, g.op("pack_panels", vv, nr=4, perm=(0, 1, 3, 2)), n_s=7, n=7)
+
+
+def test_attention_reference_and_types():
+    """Heads layout: out[b, m, h] = softmax_s(scale * q[b, m, h] . k[b, s, h]) @ v[b, :, h]."""
+    rng = np.random.default_rng(9)
+    q = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
+    k = rng.standard_normal((2, 7, 3, 4)).astype(np.float32)
+    v = rng.standard_normal((2, 7, 3, 6)).astype(np.float32)
+    g = Graph("att")
+    qv, kv, vv = (g.add_input(n, TensorType(("N", *a.shape[1:]))) for n, a in (("q", q), ("k", k), ("v", v)))
+    y = g.op("attention", qv, kv, vv, scale=0.5)
+    assert y.type.shape == ("N", 5, 3, 6)
+    g.set_outputs([y])
+    want = np.zeros((2, 5, 3, 6))
+    for b in range(2):
+        for h in range(3):
+            s = 0.5 * q[b, :, h].astype(np.float64) @ k[b, :, h].T
+            e = np.exp(s - s.max(-1, keepdims=True))
+            want[b, :, h] = (e / e.sum(-1, keepdims=True)) @ v[b, :, h]
+    np.testing.assert_allclose(kiln.interpret(g, q, k, v), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(OpTypeError, match=r"q \[B, M, H, D\]"):
+        g.op("attention", qv, g.add_input("k2", TensorType(("N", 7, 2, 4))), vv)
+    with pytest.raises(OpTypeError, match="static but B"):
+        g.op("attention", g.add_input("q2", TensorType(("N", "M", 3, 4))), kv, vv)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
+from ... import target as targets
 from ...ir import Graph, TensorType
 from ...ir.types import Affine
 from .emit import I64, LLTYPE
@@ -69,4 +70,76 @@ def emit_attention_packed(module, name, node, symbols):
             gemm_packed_into(tc, out_node, out, s_ptr, vp, row_range=(I64(0), count))
 
     kc.parallel(units, task, work=b.mul(units, I64(rows * n_s * (D + n))), min_work=MIN_WORK)
+    return kc.finish()
+
+
+@kernel("attention")
+def emit_attention(module, name, node, symbols):
+    """One work unit per (batch element, head): its keys (transposed, times the scale)
+    and values are packed into panels in the task's own buffers, then each block of
+    query rows -- read in place, a row every H*D floats -- takes the same three steps as
+    attention_packed, its output rows stored in place (a row every H*Dv floats)."""
+    kc = kernel_context(module, name, node, symbols)
+    q_t, k_t, v_t = (v.type for v in node.inputs)
+    _, M, H, D = q_t.shape
+    S, Dv = k_t.shape[1], v_t.shape[3]
+    dt = q_t.dtype
+    t = LLTYPE[dt]
+    nr = 2 * targets.current().f32_lanes          # the layout pass's panel width
+    npk, npv = -(-S // nr), -(-Dv // nr)
+    rows = min(ROWS, M)
+    blocks = -(-M // rows)
+    scores_node = _gemm_node(rows, D, TensorType((npk, D, nr), dt), S)
+    out_node = _gemm_node(rows, S, TensorType((npv, S, nr), dt), Dv)
+    scale = ll.Constant(t, node.attrs["scale"])
+    b = kc.b
+    units = b.mul(kc.dim(q_t.shape[0]), I64(H))
+
+    def task(tc, lo, hi):
+        tb = tc.b
+        out_ptr, q_ptr, k_ptr, v_ptr = tc.args
+        with tb.goto_entry_block():
+            bufs = [tb.bitcast(tb.alloca(ll.ArrayType(t, size), name=nm), t.as_pointer())
+                    for nm, size in (("keys", npk * D * nr), ("values", npv * S * nr), ("scores", rows * S))]
+        kbuf, vbuf, s_ptr = bufs
+        zero = ll.Constant(t, 0.0)
+        # the padding of the last panels (read by the microkernel, multiplied into
+        # columns nobody stores) is zeroed once per task
+        with tc.loop(I64(D), name="kz") as d:
+            with tc.loop(I64(npk * nr), start=I64(S), name="kzj") as j:
+                p, jj = tb.sdiv(j, I64(nr)), tb.srem(j, I64(nr))
+                tc.store(zero, kbuf, tb.add(tb.mul(tb.add(tb.mul(p, I64(D)), d), I64(nr)), jj), dt)
+        with tc.loop(I64(S), name="vz") as s:
+            with tc.loop(I64(npv * nr), start=I64(Dv), name="vzc") as c:
+                p, cc = tb.sdiv(c, I64(nr)), tb.srem(c, I64(nr))
+                tc.store(zero, vbuf, tb.add(tb.mul(tb.add(tb.mul(p, I64(S)), s), I64(nr)), cc), dt)
+        with tc.loop(hi, start=lo, name="u") as u:
+            bt, h = tb.sdiv(u, I64(H)), tb.srem(u, I64(H))
+            with tc.loop(I64(S), name="ks") as s:          # keys^T * scale, one key a time
+                row = tb.mul(tb.add(tb.mul(tb.add(tb.mul(bt, I64(S)), s), I64(H)), h), I64(D))
+                dst = tb.add(tb.mul(tb.sdiv(s, I64(nr)), I64(D * nr)), tb.srem(s, I64(nr)))
+                with tc.loop(I64(D), name="kd") as d:
+                    x = tb.fmul(tc.load(k_ptr, tb.add(row, d), dt), scale)
+                    tc.store(x, kbuf, tb.add(dst, tb.mul(d, I64(nr))), dt)
+            with tc.loop(I64(S), name="vs") as s:          # values: rows of the panels
+                row = tb.mul(tb.add(tb.mul(tb.add(tb.mul(bt, I64(S)), s), I64(H)), h), I64(Dv))
+                for p in range(npv):
+                    width = min(nr, Dv - p * nr)
+                    dst = tb.mul(tb.add(I64(p * S), s), I64(nr))
+                    with tc.loop(I64(width), name="vc") as c:
+                        tc.store(tc.load(v_ptr, tb.add(row, tb.add(I64(p * nr), c)), dt), vbuf,
+                                 tb.add(dst, c), dt)
+            with tc.loop(I64(blocks), name="blk") as blk:
+                r0 = tb.mul(blk, I64(rows))
+                count = tb.sub(I64(M), r0)
+                count = tb.select(tb.icmp_signed("<", count, I64(rows)), count, I64(rows))
+                first = tb.add(tb.mul(tb.add(tb.mul(bt, I64(M)), r0), I64(H)), h)   # (bt, r0, h)
+                q = tb.gep(q_ptr, [tb.mul(first, I64(D))], inbounds=True)
+                out = tb.gep(out_ptr, [tb.mul(first, I64(Dv))], inbounds=True)
+                gemm_packed_into(tc, scores_node, s_ptr, q, kbuf, row_range=(I64(0), count), lda=I64(H * D))
+                with tc.loop(count, name="sr") as r:
+                    _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(S)), I64(S), I64(1), dt)
+                gemm_packed_into(tc, out_node, out, s_ptr, vbuf, row_range=(I64(0), count), ldc=I64(H * Dv))
+
+    kc.parallel(units, task, work=b.mul(units, I64(M * S * (D + Dv))), min_work=MIN_WORK)
     return kc.finish()

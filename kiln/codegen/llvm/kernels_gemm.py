@@ -42,6 +42,7 @@ class MatrixRows:
     """A rows of a plain GEMM: A[row, k] of a row-major [rows, K] matrix, or with
     ``transpose`` of a [K, rows] one (then the MR rows of one k are adjacent)."""
     pool = ()     # (ConvRows: max pooling after the conv)
+    lda = None    # row stride of a strided view (default: K, contiguous rows)
 
     def __init__(self, kc, a_ptr, a_t, transpose=False):
         self.kc, self.a_ptr, self.dt, self.transpose = kc, a_ptr, a_t.dtype, transpose
@@ -58,18 +59,19 @@ class MatrixRows:
                 base = b.mul(k, self.rows)
                 body(k, [kc.load(self.a_ptr, b.add(base, r), self.dt) for r in row_ids])
             return
-        bases = [b.mul(r, self.K) for r in row_ids]
+        bases = [b.mul(r, self.K if self.lda is None else self.lda) for r in row_ids]
         with kc.loop(self.K, name="k") as k:
             body(k, [kc.load(self.a_ptr, b.add(base, k), self.dt) for base in bases])
 
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
-                     row_range=None, batch=None):
+                     row_range=None, batch=None, lda=None, ldc=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
     in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
     all). Batched panels: ``batch`` (an i64 value) picks the batch element -- its rows
     of A and C and its panels. ``tile_epilogue(row, j0, width)`` runs after each row of
-    a tile is stored (row: flat row index of C; columns [j0, j0+width))."""
+    a tile is stored (row: flat row index of C; columns [j0, j0+width)). ``lda`` /
+    ``ldc``: row strides of a strided A (a plain matmul's) and C (default: contiguous)."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -79,6 +81,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         src = ConvRows(kc, a_ptr, a_t, node.outputs[0].type, node.attrs)
     else:
         src = MatrixRows(kc, a_ptr, a_t, node.attrs.get("transpose_a", False))
+        src.lda = lda
     K = src.K                     # an i64 value: symbolic for x^T @ dy (k runs over the batch)
     panel_stride = b.mul(K, I64(NR))
     if batch is not None:         # this batch element's panels and rows
@@ -189,7 +192,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         the stack tile instead (a store under a branch would let LLVM sink the row's
         whole FMA chain into the branch -- spilling every operand of a k loop that is
         unrolled, as a few-channel conv's is)."""
-        crow = b.add(b.mul(b.add(i, I64(r)), I64(n)), j0)
+        crow = b.add(b.mul(b.add(i, I64(r)), ldc if ldc is not None else I64(n)), j0)
         vecs = acc[r][g * nvec:(g + 1) * nvec]
         spare = b.gep(tile_ptr, [I64(r * NR)], inbounds=True)
         if width == NR:

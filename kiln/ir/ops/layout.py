@@ -175,3 +175,37 @@ class AttentionPacked(OpDef):
         mm, sm = get_op("matmul_packed"), get_op("softmax")
         p = sm.reference(mm.reference(q, kp, n=n_s, transpose_a=False), axis=-1)
         return mm.reference(p, vp, n=n, transpose_a=False)
+
+
+@register
+class Attention(OpDef):
+    """Multi-head attention on the [batch, tokens, heads, depth] tensors the projections
+    make (Keras' MultiHeadAttention before and after its head transposes): q [B, M, H, D],
+    k [B, S, H, D], v [B, S, H, Dv] ->
+
+        out[b, m, h] = sum_s softmax_s(scale * q[b, m, h] . k[b, s, h]) * v[b, s, h]
+
+    of shape [B, M, H, Dv]. The layout pass makes it of the head transposes, the scale,
+    the packs and ``attention_packed`` (no transposed copy of q or of the output, no
+    packed copy of k or v in memory: the kernel packs each head's keys and values into
+    its own buffers)."""
+    name = "attention"
+    kind = Kind.OPAQUE
+    family = "attention"
+    num_inputs = 3
+    attrs = (Attr("scale", AttrKind.FLOAT, 1.0),)
+
+    def infer(self, q: TensorType, k: TensorType, v: TensorType, *, scale):
+        if (q.rank != 4 or k.rank != 4 or v.rank != 4 or q.dtype != k.dtype or q.dtype != v.dtype
+                or not q.dtype.is_float or k.shape[3] != q.shape[3] or k.shape[1] != v.shape[1]
+                or k.shape[:3:2] != v.shape[:3:2]
+                or q.shape[0:3:2] != k.shape[0:3:2]
+                or not all(isinstance(d, int) for t in (q, k, v) for d in t.shape[1:])):
+            raise OpTypeError(f"attention: expects q [B, M, H, D], k [B, S, H, D], v [B, S, H, Dv] "
+                              f"(floating, one dtype, static but B), got {q}, {k}, {v}")
+        return TensorType((q.shape[0], q.shape[1], q.shape[2], v.shape[3]), q.dtype)
+
+    def reference(self, q, k, v, *, scale):
+        s = scale * np.einsum("bmhd,bshd->bhms", q, k)
+        e = np.exp(s - s.max(-1, keepdims=True))
+        return np.einsum("bhms,bshe->bmhe", e / e.sum(-1, keepdims=True), v).astype(q.dtype)
