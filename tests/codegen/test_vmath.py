@@ -1,5 +1,7 @@
-"""The vectorizable exp/tanh (kiln/codegen/llvm/vmath.py) against numpy in float64,
+"""The vectorizable exp/tanh/erf (kiln/codegen/llvm/vmath.py) against numpy in float64,
 measured in units in the last place, plus special values."""
+import math
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from kiln.ir import Graph, TensorType
 def exe():
     g = Graph("v")
     x = g.add_input("x", TensorType(("N",)))
-    g.set_outputs([g.op("exp", x), g.op("tanh", x), g.op("sigmoid", x)])
+    g.set_outputs([g.op("exp", x), g.op("tanh", x), g.op("sigmoid", x), g.op("erf", x)])
     return kiln.compile(g)
 
 
@@ -25,27 +27,31 @@ def ulps(got, ref):
 def test_accuracy_in_ulps(exe):
     x = np.concatenate([np.linspace(-110, 90, 200001), np.linspace(-1, 1, 20001),
                         np.geomspace(1e-30, 1, 1000), -np.geomspace(1e-30, 1, 1000)]).astype(np.float32)
-    e, t, s = exe(x)
+    e, t, s, r = exe(x)
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore"):
         assert ulps(e, np.exp(x64)) <= 1.5
         assert ulps(t, np.tanh(x64)) <= 2
         assert ulps(s, 1 / (1 + np.exp(-x64))) <= 3
+    erf64 = np.array([math.erf(v) for v in x64])
+    assert ulps(r, erf64) <= 8
 
 
 def test_special_values(exe):
     x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, 89.0, -104.0, -90.0], np.float32)
-    e, t, s = exe(x)
+    e, t, s, r = exe(x)
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(e, np.exp(x))          # inf, 0, nan, subnormals exact
     np.testing.assert_array_equal(t[[0, 1, 3]], [-1.0, 1.0, 0.0])
     assert np.isnan(t[2]) and np.isnan(s[2])
     np.testing.assert_array_equal(s[[0, 1, 3]], [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(r[[0, 1, 3, 4, 5, 6, 7]], [-1.0, 1.0, 0.0, -0.0, 1.0, -1.0, -1.0])
+    assert np.isnan(r[2]) and np.signbit(r[4])
 
 
 def test_the_loops_vectorize(exe):
     # no scalar libm calls left in the loops: exp/tanh are inlined polynomial code
-    assert "expf" not in exe.asm and "tanhf" not in exe.asm
+    assert "expf" not in exe.asm and "tanhf" not in exe.asm and "erff" not in exe.asm
     assert "vfmadd" in exe.asm or "vmulps" in exe.asm or "mulps" in exe.asm
 
 

@@ -4,8 +4,9 @@ Each emitter is ``emit(b, m, xs, dts, out, attrs)``: the IRBuilder, the module (
 intrinsics and libm), the operand values, the operand dtypes (a tuple, one per
 operand), the result dtype and the node's attributes; it returns the result value
 (bool results are i8 0/1, as bools are stored). Float math uses LLVM intrinsics where
-they exist (they vectorize or lower to libm); tanh, erf, expm1 and log1p call libm
-(tanhf/tanh, ...), which the JIT resolves in process and AOT links with -lm.
+they exist (they vectorize or lower to libm); float32 exp, tanh and erf are vmath.py's
+polynomials (loops over them vectorize); expm1, log1p and float64 tanh and erf call
+libm, which the JIT resolves in process and AOT links with -lm.
 """
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ SCALAR = {
     "square": _square,
     "sign": _sign,
     "floor": _unary_intr("llvm.floor"),
-    "erf": _unary_libm("erf"),
+    "erf": lambda b, m, xs, dts, out, attrs: vmath.erf(b, m, xs[0], dts[0]),
     "expm1": _unary_libm("expm1"),
     "log1p": _unary_libm("log1p"),
     "softplus": _softplus,
