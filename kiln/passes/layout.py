@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import target as targets
 from ..ir.graph import Graph
+from ..ir.opdef import OpTypeError, get_op
 from ..ir.types import DType
 from .manager import register_pass
 
@@ -182,23 +183,37 @@ MAX_ATTENTION_KEYS = 2048
 
 def fuse_attention(g: Graph) -> Graph:
     """``matmul_packed(q, K) -> softmax(axis=-1) -> matmul_packed(p, V)`` (batched
-    panels) -> ``attention_packed(q, K, V)`` when nothing else reads the scores or the
-    probabilities (a training graph's backward pass reads them: it keeps the three).
-    The dead matmul and softmax are left to dce."""
+    panels) -> ``attention_packed(q, K, V)``, or ``attention(q, k, v)`` when q, k and v
+    come in the heads layout (``_heads_form``) -- then also with a mask between the
+    scores and the softmax (``where(mask, scores, constant)``, Keras' attention and
+    causal masks). Only when nothing else reads the scores or the probabilities (a
+    training graph's backward pass reads them: it keeps the chain). The dead matmul,
+    where and softmax are left to dce."""
     users = g.users()
     roots = set(g.roots()) | {v for _, v in g.updates}
-    fused = {}                                    # the second matmul -> the first
+    fused = {}                          # the second matmul -> (the first, mask, masked value)
 
     def only_use(v, node) -> bool:
         return v not in roots and users.get(v, []) == [node]
 
     for s in g.nodes:
-        if s.op.name != "softmax" or s.inputs[0].producer is None:
+        src = s.inputs[0].producer if s.op.name == "softmax" else None
+        if src is None:
             continue
-        m1, t = s.inputs[0].producer, s.inputs[0].type
+        mask, masked_value, reader = None, 0.0, s
+        if src.op.name == "where":
+            c = src.inputs[2].producer
+            if (c is None or c.op.name != "constant" or np.ndim(c.attrs["value"]) != 0
+                    or not only_use(s.inputs[0], s)):
+                continue
+            mask, masked_value, reader = src.inputs[0], float(c.attrs["value"]), src
+            src = src.inputs[1].producer
+            if src is None:
+                continue
+        m1, t = src, src.outputs[0].type
         if (m1.op.name != "matmul_packed" or m1.attrs["transpose_a"] or m1.inputs[1].type.rank < 4
                 or s.attrs["axis"] not in (-1, t.rank - 1) or t.dtype is not DType.f32
-                or not only_use(s.inputs[0], s) or m1.attrs["n"] > MAX_ATTENTION_KEYS
+                or not only_use(m1.outputs[0], reader) or m1.attrs["n"] > MAX_ATTENTION_KEYS
                 or not all(isinstance(d, int) for d in m1.inputs[0].type.shape[-2:])):
             continue
         (m2, *rest) = users.get(s.outputs[0], [None])
@@ -206,11 +221,12 @@ def fuse_attention(g: Graph) -> Graph:
                 or m2.attrs["transpose_a"] or m2.inputs[1].type.rank != m1.inputs[1].type.rank
                 or s.outputs[0] in roots):
             continue
-        fused[m2] = m1
+        fused[m2] = (m1, mask, masked_value)
+    heads = {m2: _heads_form(m1, m2, users, roots, mask, mv) for m2, (m1, mask, mv) in fused.items()}
+    fused = {m2: f for m2, f in fused.items() if f[1] is None or heads[m2] is not None}
     if not fused:
         return g
-    heads = {m2: _heads_form(m1, m2, users, roots) for m2, m1 in fused.items()}
-    after = {h[3]: m2 for m2, h in heads.items() if h is not None and h[3] is not None}
+    after = {h[3]: m2 for m2, h in heads.items() if m2 in fused and h is not None and h[3] is not None}
     new_of = {}                                   # old node output -> new value
 
     def new(new_g, v):
@@ -230,11 +246,14 @@ def fuse_attention(g: Graph) -> Graph:
             res = nn.outputs
         elif h is not None:                       # q, k, v in [B, tokens, heads, depth]
             q, k, v, t_after, scale = h
-            y = new_g.op("attention", *(new(new_g, x) for x in (q, k, v)), scale=scale)
+            m1, mask, masked_value = fused[m2]
+            operands = [new(new_g, x) for x in (q, k, v)] + ([new(new_g, mask)] if mask is not None else [])
+            y = new_g.op("attention", *operands, scale=scale, masked_value=masked_value)
             res = [y] if n is t_after else [new_g.op("transpose", y, perm=(0, 2, 1, 3))]
         else:
-            q, kp = (new(new_g, x) for x in fused[m2].inputs)
-            res = [new_g.op("attention_packed", q, kp, ins[1], n_s=fused[m2].attrs["n"], n=n.attrs["n"])]
+            m1 = fused[m2][0]
+            q, kp = (new(new_g, x) for x in m1.inputs)
+            res = [new_g.op("attention_packed", q, kp, ins[1], n_s=m1.attrs["n"], n=n.attrs["n"])]
         new_of.update(zip(n.outputs, res))
         return res
 
@@ -272,7 +291,7 @@ def _pack_body(body: Graph, packed_types: dict) -> Graph:
 MAX_HEAD_FLOATS = 1 << 15
 
 
-def _heads_form(m1, m2, users, roots):
+def _heads_form(m1, m2, users, roots, mask=None, masked_value=0.0):
     """(q, k, v, transpose after, scale) when the attention reads q, k and v in the
     [B, tokens, heads, depth] layout -- q through ``transpose(0, 2, 1, 3)`` and an
     optional multiply by a scalar constant, k and v through packs with perms
@@ -300,6 +319,11 @@ def _heads_form(m1, m2, users, roots):
     S, D, Dv = k4.type.shape[1], k4.type.shape[3], v4.type.shape[3]
     if any(t.type.dtype is not DType.f32 or t.type.rank != 4 for t in (q4, k4, v4)) \
             or S * D > MAX_HEAD_FLOATS or S * Dv > MAX_HEAD_FLOATS:
+        return None
+    try:        # shapes, and a mask that broadcasts to the scores
+        get_op("attention").infer(q4.type, k4.type, v4.type, *([mask.type] if mask is not None else []),
+                                  scale=scale, masked_value=masked_value)
+    except OpTypeError:
         return None
     (t_after, *rest) = users.get(m2.outputs[0], [None])
     if (rest or t_after is None or t_after.op.name != "transpose" or m2.outputs[0] in roots

@@ -115,3 +115,52 @@ def test_heads_form_matches_numpy(m, s, h, d, dv, scale, back, threads):
         want = attention_ref(qs.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
         np.testing.assert_allclose(exe(q, k, v), want.transpose(0, 2, 1, 3) if back else want,
                                    rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mask_shape", [("N", 1, 20, 30), (20, 30), ("N", 3, 20, 30), (1, 1, 1, 30)])
+def test_heads_form_with_a_mask(mask_shape, threads):
+    """where(mask, scores, -0.7 * float32 max) before the softmax, as Keras' attention
+    masks: fused, the mask broadcast to the scores [B, H, M, S]."""
+    m, s, h, d, dv = 20, 30, 3, 8, 8
+    g = build_heads(m, s, h, d, dv, scale=0.3)
+    # insert the mask: rebuild the graph with a where between the scores and the softmax
+    g2 = Graph("masked")
+    q, k, v = (g2.add_input(x.name, x.type) for x in g.inputs)
+    mk = g2.add_input("mask", TensorType(mask_shape, "bool"))
+    big = np.float32(-0.7 * np.finfo(np.float32).max)
+    qt = g2.op("mul", g2.op("transpose", q, perm=(0, 2, 1, 3)), g2.constant(np.float32(0.3)))
+    sc = g2.op("where", mk, g2.op("matmul", qt, g2.op("transpose", k, perm=(0, 2, 3, 1))), g2.constant(big))
+    o = g2.op("matmul", g2.op("softmax", sc, axis=-1), g2.op("transpose", v, perm=(0, 2, 1, 3)))
+    g2.set_outputs([g2.op("transpose", o, perm=(0, 2, 1, 3))])
+    exe = kiln.compile(g2, threads=threads, cache=False)
+    assert exe.ir.count("= attention(") == 1 and "where" not in exe.ir
+    for n in (1, 2):
+        qv = rng.standard_normal((n, m, h, d)).astype(np.float32)
+        kv = rng.standard_normal((n, s, h, d)).astype(np.float32)
+        vv = rng.standard_normal((n, s, h, dv)).astype(np.float32)
+        shape = tuple(n if x == "N" else x for x in mask_shape)
+        mv = rng.random(shape) < 0.6
+        mv[..., 0] = True                       # every row attends somewhere
+        sc = 0.3 * np.einsum("bmhd,bshd->bhms", qv.astype(np.float64), kv)
+        sc = np.where(np.broadcast_to(mv, sc.shape), sc, -1e300)
+        e = np.exp(sc - sc.max(-1, keepdims=True))
+        want = np.einsum("bhms,bshe->bmhe", e / e.sum(-1, keepdims=True), vv)
+        np.testing.assert_allclose(exe(qv, kv, vv, mv), want, rtol=1e-4, atol=1e-5)
+
+
+def test_keras_causal_and_padding_masks_fuse():
+    """MultiHeadAttention with use_causal_mask and an attention_mask input: one fused
+    kernel, results as the reference interpreter's."""
+    L = kiln.layers
+    kiln.utils.set_random_seed(2)
+    x = kiln.Input(shape=(12, 16))
+    am = kiln.Input(shape=(12, 12), dtype="bool")
+    h = L.MultiHeadAttention(num_heads=2, key_dim=8)(x, x, attention_mask=am, use_causal_mask=True)
+    model = kiln.Model([x, am], h)
+    exe = kiln.compile(model, cache=False)
+    assert exe.ir.count("= attention(") == 1 and "softmax" not in exe.ir
+    xv = rng.standard_normal((3, 12, 16)).astype(np.float32)
+    mv = rng.random((3, 12, 12)) < 0.7
+    mv[:, :, 0] = True
+    np.testing.assert_allclose(exe(xv, mv), kiln.interpret(kiln.lower(model), xv, mv), rtol=1e-4, atol=1e-5)

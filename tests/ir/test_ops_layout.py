@@ -178,3 +178,23 @@ def test_attention_reference_and_types():
         g.op("attention", qv, g.add_input("k2", TensorType(("N", 7, 2, 4))), vv)
     with pytest.raises(OpTypeError, match="static but B"):
         g.op("attention", g.add_input("q2", TensorType(("N", "M", 3, 4))), kv, vv)
+
+
+def test_attention_mask_reference_and_types():
+    rng = np.random.default_rng(10)
+    q, k, v = (rng.standard_normal((2, n, 2, 3)).astype(np.float32) for n in (4, 5, 5))
+    mask = rng.random((4, 5)) < 0.5
+    mask[:, 0] = True
+    g = Graph("att")
+    qv, kv, vv = (g.add_input(n, TensorType(("N", *a.shape[1:]))) for n, a in (("q", q), ("k", k), ("v", v)))
+    mv = g.add_input("m", TensorType((4, 5), "bool"))
+    g.set_outputs([g.op("attention", qv, kv, vv, mv, scale=1.0, masked_value=-1e30)])
+    s = np.einsum("bmhd,bshd->bhms", q.astype(np.float64), k)
+    s = np.where(mask, s, -np.inf)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    want = np.einsum("bhms,bshe->bmhe", e / e.sum(-1, keepdims=True), v)
+    np.testing.assert_allclose(kiln.interpret(g, q, k, v, mask), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(OpTypeError, match="broadcast to the scores"):
+        g.op("attention", qv, kv, vv, g.add_input("m2", TensorType((4, 6), "bool")))
+    with pytest.raises(OpTypeError, match="broadcast to the scores"):
+        g.op("attention", qv, kv, vv, g.add_input("m3", TensorType((4, 5))))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ... import target as targets
-from ...ir import Graph, TensorType
+from ...ir import DType, Graph, TensorType
 from ...ir.types import Affine
 from .emit import I64, LLTYPE
 from .kernels import _softmax_slice, kernel, kernel_context
@@ -80,7 +80,7 @@ def emit_attention(module, name, node, symbols):
     query rows -- read in place, a row every H*D floats -- takes the same three steps as
     attention_packed, its output rows stored in place (a row every H*Dv floats)."""
     kc = kernel_context(module, name, node, symbols)
-    q_t, k_t, v_t = (v.type for v in node.inputs)
+    q_t, k_t, v_t = (v.type for v in node.inputs[:3])
     _, M, H, D = q_t.shape
     S, Dv = k_t.shape[1], v_t.shape[3]
     dt = q_t.dtype
@@ -92,12 +92,13 @@ def emit_attention(module, name, node, symbols):
     scores_node = _gemm_node(rows, D, TensorType((npk, D, nr), dt), S)
     out_node = _gemm_node(rows, S, TensorType((npv, S, nr), dt), Dv)
     scale = ll.Constant(t, node.attrs["scale"])
+    mask_strides = _mask_strides(node.inputs[3].type) if len(node.inputs) > 3 else None
     b = kc.b
     units = b.mul(kc.dim(q_t.shape[0]), I64(H))
 
     def task(tc, lo, hi):
         tb = tc.b
-        out_ptr, q_ptr, k_ptr, v_ptr = tc.args
+        out_ptr, q_ptr, k_ptr, v_ptr, *mask_ptr = tc.args
         with tb.goto_entry_block():
             bufs = [tb.bitcast(tb.alloca(ll.ArrayType(t, size), name=nm), t.as_pointer())
                     for nm, size in (("keys", npk * D * nr), ("values", npv * S * nr), ("scores", rows * S))]
@@ -137,9 +138,31 @@ def emit_attention(module, name, node, symbols):
                 q = tb.gep(q_ptr, [tb.mul(first, I64(D))], inbounds=True)
                 out = tb.gep(out_ptr, [tb.mul(first, I64(Dv))], inbounds=True)
                 gemm_packed_into(tc, scores_node, s_ptr, q, kbuf, row_range=(I64(0), count), lda=I64(H * D))
+                if mask_strides is not None:       # masked scores -> masked_value
+                    sb, sh, sm, ss = mask_strides
+                    masked = ll.Constant(t, node.attrs["masked_value"])
+                    with tc.loop(count, name="mr") as r:
+                        base = tb.add(tb.add(tb.mul(bt, I64(sb)), tb.mul(h, I64(sh))),
+                                      tb.mul(tb.add(r0, r), I64(sm)))
+                        with tc.loop(I64(S), name="mj") as j:
+                            keep = tc.load(mask_ptr[0], tb.add(base, tb.mul(j, I64(ss))), DType.bool)
+                            at = tb.add(tb.mul(r, I64(S)), j)
+                            cur = tc.load(s_ptr, at, dt)
+                            tc.store(tb.select(tb.icmp_unsigned("!=", keep, ll.Constant(keep.type, 0)),
+                                               cur, masked), s_ptr, at, dt)
                 with tc.loop(count, name="sr") as r:
                     _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(S)), I64(S), I64(1), dt)
                 gemm_packed_into(tc, out_node, out, s_ptr, vbuf, row_range=(I64(0), count), ldc=I64(H * Dv))
 
     kc.parallel(units, task, work=b.mul(units, I64(M * S * (D + Dv))), min_work=MIN_WORK)
     return kc.finish()
+
+
+def _mask_strides(mask_t) -> tuple:
+    """Element strides of a mask read as the scores [B, H, M, S] (broadcast: stride 0)."""
+    shape = (1,) * (4 - mask_t.rank) + tuple(mask_t.shape)
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(0 if d == 1 else acc)
+        acc = acc * d if isinstance(d, int) else acc
+    return tuple(reversed(strides))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, get_op, register
-from ..types import TensorType
+from ..types import DType, TensorType
 
 
 def unpack_panels(bp: np.ndarray, n: int) -> np.ndarray:
@@ -181,31 +181,43 @@ class AttentionPacked(OpDef):
 class Attention(OpDef):
     """Multi-head attention on the [batch, tokens, heads, depth] tensors the projections
     make (Keras' MultiHeadAttention before and after its head transposes): q [B, M, H, D],
-    k [B, S, H, D], v [B, S, H, Dv] ->
+    k [B, S, H, D], v [B, S, H, Dv], optionally a bool ``mask`` broadcastable to the
+    scores [B, H, M, S] ->
 
-        out[b, m, h] = sum_s softmax_s(scale * q[b, m, h] . k[b, s, h]) * v[b, s, h]
+        scores[b, h, m, s] = scale * q[b, m, h] . k[b, s, h]   (masked_value where mask is 0)
+        out[b, m, h] = sum_s softmax_s(scores[b, h, m]) * v[b, s, h]
 
     of shape [B, M, H, Dv]. The layout pass makes it of the head transposes, the scale,
-    the packs and ``attention_packed`` (no transposed copy of q or of the output, no
-    packed copy of k or v in memory: the kernel packs each head's keys and values into
-    its own buffers)."""
+    the mask's ``where``, the packs and the matmul -> softmax -> matmul chain (no
+    transposed copy of q or of the output, no packed copy of k or v, no scores in
+    memory: the kernel packs each head's keys and values into its own buffers)."""
     name = "attention"
     kind = Kind.OPAQUE
     family = "attention"
-    num_inputs = 3
-    attrs = (Attr("scale", AttrKind.FLOAT, 1.0),)
+    num_inputs = None       # q, k, v and an optional mask
+    attrs = (Attr("scale", AttrKind.FLOAT, 1.0), Attr("masked_value", AttrKind.FLOAT, 0.0))
 
-    def infer(self, q: TensorType, k: TensorType, v: TensorType, *, scale):
+    def infer(self, q: TensorType, k: TensorType, v: TensorType, *mask, scale, masked_value):
         if (q.rank != 4 or k.rank != 4 or v.rank != 4 or q.dtype != k.dtype or q.dtype != v.dtype
                 or not q.dtype.is_float or k.shape[3] != q.shape[3] or k.shape[1] != v.shape[1]
                 or k.shape[:3:2] != v.shape[:3:2]
-                or q.shape[0:3:2] != k.shape[0:3:2]
+                or q.shape[0:3:2] != k.shape[0:3:2] or len(mask) > 1
                 or not all(isinstance(d, int) for t in (q, k, v) for d in t.shape[1:])):
             raise OpTypeError(f"attention: expects q [B, M, H, D], k [B, S, H, D], v [B, S, H, Dv] "
-                              f"(floating, one dtype, static but B), got {q}, {k}, {v}")
+                              f"(floating, one dtype, static but B) and an optional mask, got "
+                              f"{', '.join(str(t) for t in (q, k, v, *mask))}")
+        if mask:
+            m, scores = mask[0], (q.shape[0], q.shape[2], q.shape[1], k.shape[1])
+            ok = m.dtype is DType.bool and m.rank <= 4 and all(
+                d == 1 or d == want for d, want in zip(m.shape[::-1], scores[::-1]))
+            if not ok or not all(isinstance(d, int) for d in m.shape[1:]):
+                raise OpTypeError(f"attention: the mask must be bool and broadcast to the scores "
+                                  f"{list(scores)} (static but its first axis), got {m}")
         return TensorType((q.shape[0], q.shape[1], q.shape[2], v.shape[3]), q.dtype)
 
-    def reference(self, q, k, v, *, scale):
+    def reference(self, q, k, v, *mask, scale, masked_value):
         s = scale * np.einsum("bmhd,bshd->bhms", q, k)
+        if mask:
+            s = np.where(mask[0], s, np.asarray(masked_value, s.dtype))
         e = np.exp(s - s.max(-1, keepdims=True))
         return np.einsum("bhms,bshe->bmhe", e / e.sum(-1, keepdims=True), v).astype(q.dtype)
