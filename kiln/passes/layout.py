@@ -177,7 +177,8 @@ def layout(g: Graph) -> Graph:
     return fuse_attention(g.rebuild(rewrite))
 
 
-#: attention fuses when a block of score rows (ATTENTION_ROWS x keys floats) stays small
+#: attention fuses up to this many keys (a block of score rows stays in cache: see
+#: kernels_attention.SCORE_FLOATS)
 MAX_ATTENTION_KEYS = 2048
 
 
@@ -288,7 +289,8 @@ def _pack_body(body: Graph, packed_types: dict) -> Graph:
 
 
 #: the kernel packs a head's keys and values on its stack: at most this many floats each
-MAX_HEAD_FLOATS = 1 << 15
+#: (64 KB; longer sequences take attention_packed, whose packs are in memory)
+MAX_HEAD_FLOATS = 1 << 14
 
 
 def _heads_form(m1, m2, users, roots, mask=None, masked_value=0.0):

@@ -1,13 +1,21 @@
-"""attention_packed: softmax(q @ K) @ V per batch element (an attention head), a block
-of query rows at a time.
+"""The fused attention kernels: softmax(q @ K) @ V a block of query rows at a time.
 
-A work unit is (batch element, block of ROWS query rows). Its scores -- ROWS x n_s
-floats, in a stack buffer of the task -- are computed by the packed GEMM
-(kernels_gemm.gemm_packed_into, the same microkernel as every matmul), turned into
-probabilities row by row in place (the softmax kernel's slice code), and multiplied by
-V's panels straight into the output. The scores never leave the core's caches; the
-unfused chain writes them, reads and writes them again (softmax), and reads them a
-third time. Units are split across the thread pool.
+A block's scores -- at most SCORE_FLOATS floats, in a stack buffer of the task -- are
+computed by the packed GEMM (kernels_gemm.gemm_packed_into, the same microkernel as
+every matmul), masked if asked, turned into probabilities row by row in place (the
+softmax kernel's slice code), and multiplied by V's panels straight into the output.
+The scores never leave the core's caches; the unfused chain writes them, reads and
+writes them again (softmax), and reads them a third time.
+
+- attention_packed: K^T and V come packed (pack_panels); a work unit is (batch
+  element, block of query rows).
+- attention: q, k, v in the projections' [B, tokens, heads, depth] layout; a work unit
+  is (batch element, head), whose keys (transposed, times the scale) and values the
+  task packs into its own buffers (at most the layout pass's MAX_HEAD_FLOATS each);
+  q is read and the output written in place (row strides H*D and H*Dv).
+
+Units are split across the thread pool. Stack use per task stays under ~200 KB (the
+AOT library runs these on its caller's thread too).
 """
 from __future__ import annotations
 
@@ -20,8 +28,29 @@ from .emit import I64, LLTYPE
 from .kernels import _softmax_slice, kernel, kernel_context
 from .kernels_gemm import MR, gemm_packed_into
 
-ROWS = 8 * MR      # query rows per work unit: 48 x 128 keys = 24 KB of scores
+ROWS = 8 * MR             # query rows per block: 48 x 128 keys = 24 KB of scores
+SCORE_FLOATS = 1 << 14    # fewer rows per block for long key sequences (64 KB at most)
 MIN_WORK = 1 << 16
+
+
+def _rows(M: int, keys: int) -> int:
+    return min(M, max(MR, min(ROWS, SCORE_FLOATS // keys) // MR * MR))
+
+
+def _attend(tc, scores_node, out_node, s_ptr, q, kp, vp, out, count, keys, dt,
+            lda=None, ldc=None, mask=None):
+    """One block of ``count`` query rows: scores = q @ K (into s_ptr), ``mask(r, j)``
+    hook per score (a value to keep or replace it), softmax per row, out = p @ V."""
+    tb = tc.b
+    gemm_packed_into(tc, scores_node, s_ptr, q, kp, row_range=(I64(0), count), lda=lda)
+    if mask is not None:
+        with tc.loop(count, name="mr") as r:
+            with tc.loop(I64(keys), name="mj") as j:
+                at = tb.add(tb.mul(r, I64(keys)), j)
+                tc.store(mask(r, j, tc.load(s_ptr, at, dt)), s_ptr, at, dt)
+    with tc.loop(count, name="sr") as r:
+        _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(keys)), I64(keys), I64(1), dt)
+    gemm_packed_into(tc, out_node, out, s_ptr, vp, row_range=(I64(0), count), ldc=ldc)
 
 
 def _gemm_node(rows: int, k: int, panels: TensorType, n: int):
@@ -40,7 +69,7 @@ def emit_attention_packed(module, name, node, symbols):
     *batch, M, D = q_t.shape
     n_s, n = node.attrs["n_s"], node.attrs["n"]
     dt = q_t.dtype
-    rows = min(ROWS, M)
+    rows = _rows(M, n_s)
     scores_node = _gemm_node(rows, D, kp_t, n_s)
     out_node = _gemm_node(rows, n_s, vp_t, n)
     kp_size = Affine.product(kp_t.shape[-3:])
@@ -64,10 +93,7 @@ def emit_attention_packed(module, name, node, symbols):
             kp = tb.gep(kp_ptr, [tb.mul(bt, tc.affine(kp_size))], inbounds=True)
             vp = tb.gep(vp_ptr, [tb.mul(bt, tc.affine(vp_size))], inbounds=True)
             out = tb.gep(out_ptr, [tb.mul(r0, I64(n))], inbounds=True)
-            gemm_packed_into(tc, scores_node, s_ptr, q, kp, row_range=(I64(0), count))
-            with tc.loop(count, name="sr") as r:
-                _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(n_s)), I64(n_s), I64(1), dt)
-            gemm_packed_into(tc, out_node, out, s_ptr, vp, row_range=(I64(0), count))
+            _attend(tc, scores_node, out_node, s_ptr, q, kp, vp, out, count, n_s, dt)
 
     kc.parallel(units, task, work=b.mul(units, I64(rows * n_s * (D + n))), min_work=MIN_WORK)
     return kc.finish()
@@ -87,11 +113,12 @@ def emit_attention(module, name, node, symbols):
     t = LLTYPE[dt]
     nr = 2 * targets.current().f32_lanes          # the layout pass's panel width
     npk, npv = -(-S // nr), -(-Dv // nr)
-    rows = min(ROWS, M)
+    rows = _rows(M, S)
     blocks = -(-M // rows)
     scores_node = _gemm_node(rows, D, TensorType((npk, D, nr), dt), S)
     out_node = _gemm_node(rows, S, TensorType((npv, S, nr), dt), Dv)
     scale = ll.Constant(t, node.attrs["scale"])
+    masked = ll.Constant(t, node.attrs["masked_value"])
     mask_strides = _mask_strides(node.inputs[3].type) if len(node.inputs) > 3 else None
     b = kc.b
     units = b.mul(kc.dim(q_t.shape[0]), I64(H))
@@ -137,22 +164,15 @@ def emit_attention(module, name, node, symbols):
                 first = tb.add(tb.mul(tb.add(tb.mul(bt, I64(M)), r0), I64(H)), h)   # (bt, r0, h)
                 q = tb.gep(q_ptr, [tb.mul(first, I64(D))], inbounds=True)
                 out = tb.gep(out_ptr, [tb.mul(first, I64(Dv))], inbounds=True)
-                gemm_packed_into(tc, scores_node, s_ptr, q, kbuf, row_range=(I64(0), count), lda=I64(H * D))
-                if mask_strides is not None:       # masked scores -> masked_value
+                def masker(r, j, score):           # masked scores -> masked_value
                     sb, sh, sm, ss = mask_strides
-                    masked = ll.Constant(t, node.attrs["masked_value"])
-                    with tc.loop(count, name="mr") as r:
-                        base = tb.add(tb.add(tb.mul(bt, I64(sb)), tb.mul(h, I64(sh))),
-                                      tb.mul(tb.add(r0, r), I64(sm)))
-                        with tc.loop(I64(S), name="mj") as j:
-                            keep = tc.load(mask_ptr[0], tb.add(base, tb.mul(j, I64(ss))), DType.bool)
-                            at = tb.add(tb.mul(r, I64(S)), j)
-                            cur = tc.load(s_ptr, at, dt)
-                            tc.store(tb.select(tb.icmp_unsigned("!=", keep, ll.Constant(keep.type, 0)),
-                                               cur, masked), s_ptr, at, dt)
-                with tc.loop(count, name="sr") as r:
-                    _softmax_slice(tc, tc.module, s_ptr, s_ptr, tb.mul(r, I64(S)), I64(S), I64(1), dt)
-                gemm_packed_into(tc, out_node, out, s_ptr, vbuf, row_range=(I64(0), count), ldc=I64(H * Dv))
+                    at = [tb.mul(bt, I64(sb)), tb.mul(h, I64(sh)), tb.mul(tb.add(r0, r), I64(sm)),
+                          tb.mul(j, I64(ss))]
+                    keep = tc.load(mask_ptr[0], tb.add(tb.add(at[0], at[1]), tb.add(at[2], at[3])), DType.bool)
+                    return tb.select(tb.icmp_unsigned("!=", keep, ll.Constant(keep.type, 0)), score, masked)
+
+                _attend(tc, scores_node, out_node, s_ptr, q, kbuf, vbuf, out, count, S, dt,
+                        lda=I64(H * D), ldc=I64(H * Dv), mask=masker if mask_strides is not None else None)
 
     kc.parallel(units, task, work=b.mul(units, I64(M * S * (D + Dv))), min_work=MIN_WORK)
     return kc.finish()
