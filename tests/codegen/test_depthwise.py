@@ -140,3 +140,43 @@ def test_grouped_matches_numpy(hw, c, o, groups, strides, dil, pads, threads):
         xs = rng.standard_normal((n, *hw, c)).astype(np.float32)
         np.testing.assert_allclose(exe(xs), grouped_ref(xs, w, groups, strides, dil, pads),
                                    rtol=1e-5, atol=1e-4)
+
+
+def kernel_grad_ref(x, dy, k, strides, dil, pads):
+    """dw[i, j, 0, c] = sum_{n, y, x} xpad[n, y*sh + i*dh, x*sw + j*dw, c] * dy[n, y, x, c]."""
+    (sh, sw), (dh, dw) = strides, dil
+    top, bottom, left, right = pads
+    xp = np.pad(x.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    _, ho, wo, c = dy.shape
+    out = np.zeros((*k, 1, c))
+    for i in range(k[0]):
+        for j in range(k[1]):
+            win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+            out[i, j, 0] = np.einsum("nhwc,nhwc->c", win, dy.astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("hw,c,k,strides,dil,pads", [
+    ((16, 16), 32, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((15, 17), 37, (3, 3), (2, 2), (1, 1), (0, 1, 0, 1)),      # a channel tail, stride 2
+    ((8, 7), 5, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),         # fewer channels than a vector
+    ((12, 10), 24, (3, 2), (1, 2), (2, 1), (2, 1, 1, 0)),      # dilated, asymmetric
+])
+def test_depthwise_kernel_gradient_matches_numpy(hw, c, k, strides, dil, pads, threads):
+    from kiln.codegen.llvm import kernels_dwconv
+    g = Graph("dwk")
+    x = g.add_input("x", TensorType(("N", *hw, c)))
+    w = rng.standard_normal((*k, 1, c)).astype(np.float32)
+    y = g.op("conv2d", x, g.add_param("w", w), strides=strides, dilations=dil, pads=pads, groups=c)
+    dy = g.add_input("dy", TensorType(("N", *y.type.shape[1:])))
+    node = g.op("conv2d_backprop_kernel", x, dy, kernel=k, strides=strides, dilations=dil, pads=pads,
+                groups=c)
+    assert kernels_dwconv.backprop_kernel_ok(node.producer)
+    g.set_outputs([node])
+    exe = kiln.compile(g, threads=threads, cache=False)
+    for n in (1, 3):
+        xv = rng.standard_normal((n, *hw, c)).astype(np.float32)
+        dyv = rng.standard_normal((n, *y.type.shape[1:])).astype(np.float32)
+        np.testing.assert_allclose(exe(xv, dyv), kernel_grad_ref(xv, dyv, k, strides, dil, pads),
+                                   rtol=1e-4, atol=1e-4)

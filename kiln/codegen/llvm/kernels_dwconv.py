@@ -105,3 +105,91 @@ def depthwise_rows(tc, node, out_ptr, x_ptr, w_ptr, lo, hi, epilogue=None):
             with tc.loop(I64(Wo), name="ep") as ox:
                 epilogue(b.add(b.mul(r, I64(Wo)), ox), I64(0), I64(C))
 
+
+
+def backprop_kernel_ok(node) -> bool:
+    """Whether a conv2d_backprop_kernel node (x, dy -> dw) is a depthwise one this
+    kernel takes."""
+    x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
+    kh, kw, cg, O = w_t.shape
+    C = x_t.shape[-1]
+    return (cg == 1 and node.attrs["groups"] == C == O and x_t.dtype.is_float
+            and dy_t.dtype is x_t.dtype and kh * kw <= MAX_TAPS
+            and all(isinstance(d, int) for d in x_t.shape[1:]))
+
+
+def emit_backprop_kernel(kc, node):
+    """dw[i, j, 0, c] = sum over output pixels of x[window tap (i, j), c] * dy[pixel, c]:
+    one work unit per channel vector (then per channel left over), which walks every
+    output pixel in order with the kh*kw sums in registers -- x and dy are read once in
+    all, and each sum is taken in the same order for any thread count."""
+    b = kc.b
+    x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
+    dt = x_t.dtype
+    _, H, W, C = x_t.shape
+    _, Ho, Wo, _ = dy_t.shape
+    kh, kw = w_t.shape[:2]
+    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
+    pt, _, pl, _ = node.attrs["pads"]
+    xlo, xhi = interior(W, Wo, kw, sw, dw, pl)
+    vw = lanes(dt)
+    nfull, ntail = C // vw, C % vw
+
+    def block(tc, c, L):
+        tb = tc.b
+        w_ptr, x_ptr, dy_ptr = tc.args[:3]
+        V = Vec(tc, dt, L)
+        with tb.goto_entry_block():
+            accs = [tb.alloca(V.t) for _ in range(kh * kw)]
+        for a in accs:
+            tb.store(V.splat(0.0), a)
+        rows = tb.mul(tc.dim(x_t.shape[0]), I64(Ho))
+        with tc.loop(rows, name="r") as r:
+            n, oy = tb.sdiv(r, I64(Ho)), tb.srem(r, I64(Ho))
+            iys = [tb.add(tb.mul(oy, I64(sh)), I64(i * dh - pt)) for i in range(kh)]
+            valid = [tb.icmp_unsigned("<", iy, I64(H)) for iy in iys]
+            bases = [tb.mul(tb.add(tb.mul(n, I64(H)), iy), I64(W * C)) for iy in iys]
+
+            def pixels(start, stop, edge):
+                if start >= stop:
+                    return
+                with tc.loop(I64(stop), start=I64(start), name="ox") as ox:
+                    g = V.load(dy_ptr, tb.add(tb.mul(tb.add(tb.mul(r, I64(Wo)), ox), I64(C)), c))
+                    x0 = tb.sub(tb.mul(ox, I64(sw)), I64(pl))
+                    for i in range(kh):
+                        with tb.if_then(valid[i]):
+                            for j in range(kw):
+                                ix = tb.add(x0, I64(j * dw))
+
+                                def mac(i=i, j=j, ix=ix):
+                                    xv = V.load(x_ptr, tb.add(tb.add(bases[i], tb.mul(ix, I64(C))), c))
+                                    a = accs[i * kw + j]
+                                    tb.store(tb.fadd(tb.load(a), tb.fmul(xv, g, flags=_FLAGS), flags=_FLAGS), a)
+                                if edge:
+                                    with tb.if_then(tb.icmp_unsigned("<", ix, I64(W))):
+                                        mac()
+                                else:
+                                    mac()
+
+            pixels(0, xlo, True)
+            pixels(xlo, xhi, False)
+            pixels(xhi, Wo, True)
+        for t, a in enumerate(accs):
+            V.store(tb.load(a), w_ptr, tb.add(I64(t * C), c))
+
+    def task(tc, lo, hi):
+        tb = tc.b
+        with tc.loop(hi, start=lo, name="u") as u:
+            if not ntail:
+                block(tc, tb.mul(u, I64(vw)), vw)
+            else:
+                with tb.if_else(tb.icmp_signed("<", u, I64(nfull))) as (full, tail):
+                    with full:
+                        if nfull:
+                            block(tc, tb.mul(u, I64(vw)), vw)
+                    with tail:
+                        block(tc, tb.add(I64(nfull * vw - nfull), u), 1)
+
+    units = nfull + ntail
+    work = b.mul(b.mul(kc.dim(x_t.shape[0]), I64(Ho * Wo)), I64(C * kh * kw))
+    kc.parallel(I64(units), task, work=work, min_work=MIN_WORK)

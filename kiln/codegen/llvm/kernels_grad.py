@@ -16,7 +16,7 @@ from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
 from .kernels_nn import _FLAGS, _lin, _mac, grouped_taps, window_taps
 from . import kernels_convgrad as convgrad
-from . import kernels_pool
+from . import kernels_dwconv, kernels_pool
 
 
 def _zero(kc, ptr, t):
@@ -59,11 +59,15 @@ def emit_conv2d_backprop_kernel(module, name, node, symbols):
     """For each output pixel and kernel tap (i, j) whose input pixel is inside the
     image, for each input channel c of each group: dw[i, j, c, group's outputs] +=
     x[pixel, c] * dy[pixel's outputs] (contiguous along the outputs). f32 with one group
-    runs as a register-blocked GEMM instead (kernels_convgrad.py). Either way the kernel
+    runs as a register-blocked GEMM instead (kernels_convgrad.py), a depthwise one on
+    channel vectors (kernels_dwconv.py). Either way the kernel
     takes the node's scratch (SCRATCH) after its buffers."""
     if convgrad.eligible(node):
         return convgrad.emit_backprop_kernel_gemm(module, name, node, symbols)
     kc = convgrad.context(module, name, node, symbols)
+    if kernels_dwconv.backprop_kernel_ok(node):     # depthwise: channel vectors, threaded
+        kernels_dwconv.emit_backprop_kernel(kc, node)
+        return kc.finish()
     b = kc.b
     x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
