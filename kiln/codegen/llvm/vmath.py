@@ -60,12 +60,18 @@ def _pow2(b, n_float, t):
     return b.bitcast(bits, t)
 
 
+def _horner(b, coeffs, z, t):
+    """coeffs[0] + coeffs[1]*z + ... by Horner's rule (steps may contract to FMAs)."""
+    p = _c(t, coeffs[-1])
+    for coeff in coeffs[-2::-1]:
+        p = b.fadd(b.fmul(p, z, flags=FMA), _c(t, coeff), flags=FMA)
+    return p
+
+
 def _exp_poly(b, r, t):
     """e^r for |r| <= ln2/2: 1 + r + r^2 * p(r), Cephes' degree-6 polynomial."""
-    p = _c(t, 1.9875691500e-4)
-    for coeff in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-                  5.0000001201e-1):
-        p = b.fadd(b.fmul(p, r, flags=FMA), _c(t, coeff), flags=FMA)
+    p = _horner(b, (5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
+                    1.3981999507e-3, 1.9875691500e-4), r, t)
     return b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
 
 
@@ -108,20 +114,24 @@ def exp_nonpositive(b, m: ll.Module, x, dt: DType = DType.f32):
 
 def tanh(b, m: ll.Module, x, dt: DType = DType.f32):
     if dt is not DType.f32:
-        t = x.type
-        fn = m.globals.get("tanh") or ll.Function(m, ll.FunctionType(t, [t]), "tanh")
-        return b.call(fn, [x])
+        return _libm(b, m, "tanh", x)
     t = x.type
     ax = b.call(_intrinsic(m, "llvm.fabs", t), [x])
     z = b.fmul(x, x)
-    p = _c(t, -5.70498872745e-3)
-    for coeff in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
-        p = b.fadd(b.fmul(p, z, flags=FMA), _c(t, coeff), flags=FMA)
+    p = _horner(b, (-3.33332819422e-1, 1.33314422036e-1, -5.37397155531e-2, 2.06390887954e-2,
+                    -5.70498872745e-3), z, t)
     small = b.fadd(b.fmul(b.fmul(p, z), x), x)
     e = exp(b, m, b.fmul(ax, _c(t, 2.0)))
     big = b.fsub(_c(t, 1.0), b.fdiv(_c(t, 2.0), b.fadd(e, _c(t, 1.0))))
     big = b.call(_copysign(m, t), [big, x])
     return b.select(b.fcmp_ordered("<", ax, _c(t, 0.625)), small, big)
+
+
+def _libm(b, m: ll.Module, name: str, x):
+    """A call of libm's (double) ``name``: float64 keeps the library's."""
+    t = x.type
+    fn = m.globals.get(name) or ll.Function(m, ll.FunctionType(t, [t]), name)
+    return b.call(fn, [x])
 
 
 def _copysign(m, t):
@@ -137,18 +147,9 @@ _ERF_Q = (1.0, 0.50385340646, 0.11719253053, 0.016203933435, 0.0014059998882,
 _ERF_ONE = 3.92      # erf(3.92) = 1 - 5.6e-8: 1.0 in float32
 
 
-def _horner(b, coeffs, z, t):
-    p = _c(t, coeffs[-1])
-    for coeff in coeffs[-2::-1]:
-        p = b.fadd(b.fmul(p, z, flags=FMA), _c(t, coeff), flags=FMA)
-    return p
-
-
 def erf(b, m: ll.Module, x, dt: DType = DType.f32):
     if dt is not DType.f32:
-        t = x.type
-        fn = m.globals.get("erf") or ll.Function(m, ll.FunctionType(t, [t]), "erf")
-        return b.call(fn, [x])
+        return _libm(b, m, "erf", x)
     t = x.type
     xc = b.select(b.fcmp_ordered(">", x, _c(t, _ERF_ONE)), _c(t, _ERF_ONE), x)
     xc = b.select(b.fcmp_ordered("<", xc, _c(t, -_ERF_ONE)), _c(t, -_ERF_ONE), xc)
