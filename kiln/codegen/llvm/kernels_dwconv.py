@@ -49,62 +49,87 @@ def depthwise_parallel(kc, node, emit):
     kc.parallel(rows, emit, work=kc.b.mul(rows, I64(Wo * O * kh * kw)), min_work=MIN_WORK)
 
 
+class _Windows:
+    """The window walk the forward kernel and the kernel gradient share: the geometry
+    of a depthwise conv2d (x [N,H,W,C], output or dy [N,Ho,Wo,C]) and, per output row,
+    the tap rows inside the image."""
+
+    def __init__(self, node, out_t, kernel_hw):
+        self.H, self.W, self.C = node.inputs[0].type.shape[1:]
+        self.Ho, self.Wo = out_t.shape[1:3]
+        self.kh, self.kw = kernel_hw
+        (self.sh, self.sw), (self.dh, self.dw) = node.attrs["strides"], node.attrs["dilations"]
+        self.pt, _, self.pl, _ = node.attrs["pads"]
+        self.xlo, self.xhi = interior(self.W, self.Wo, self.kw, self.sw, self.dw, self.pl)
+
+    def row(self, b, r):
+        """Per tap row i of output row r (= n*Ho + oy): whether it is inside the image,
+        and the offset of its first pixel in x."""
+        n, oy = b.sdiv(r, I64(self.Ho)), b.srem(r, I64(self.Ho))
+        iys = [b.add(b.mul(oy, I64(self.sh)), I64(i * self.dh - self.pt)) for i in range(self.kh)]
+        return ([b.icmp_unsigned("<", iy, I64(self.H)) for iy in iys],
+                [b.mul(b.add(b.mul(n, I64(self.H)), iy), I64(self.W * self.C)) for iy in iys])
+
+    def pixels(self, tc, row, V, x_ptr, c, start, mac, finish=None):
+        """Each output column ox of a row -- the left edge, the interior (no column
+        checks), the right edge: ``state = start(ox)``, then ``mac(i, j, x vector,
+        state)`` for every tap inside the image (row-major), then ``finish(ox, state)``."""
+        b = tc.b
+        valid, bases = row
+        for lo, hi, edge in ((0, self.xlo, True), (self.xlo, self.xhi, False), (self.xhi, self.Wo, True)):
+            if lo >= hi:
+                continue
+            with tc.loop(I64(hi), start=I64(lo), name="ox") as ox:
+                state = start(ox)
+                x0 = b.sub(b.mul(ox, I64(self.sw)), I64(self.pl))
+                for i in range(self.kh):
+                    with b.if_then(valid[i]):
+                        for j in range(self.kw):
+                            ix = b.add(x0, I64(j * self.dw))
+
+                            def tap(i=i, j=j, ix=ix):
+                                mac(i, j, V.load(x_ptr, b.add(b.add(bases[i], b.mul(ix, I64(self.C))), c)), state)
+                            if edge:
+                                with b.if_then(b.icmp_unsigned("<", ix, I64(self.W))):
+                                    tap()
+                            else:
+                                tap()
+                if finish is not None:
+                    finish(ox, state)
+
+
 def depthwise_rows(tc, node, out_ptr, x_ptr, w_ptr, lo, hi, epilogue=None):
     """Output rows [lo, hi) of a depthwise conv2d; ``epilogue(pixel, j0, width)`` (a fused
     group's, over flat pixel rows of the output) after each row when given."""
     b = tc.b
-    x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
-    dt = x_t.dtype
-    _, H, W, C = x_t.shape
-    _, Ho, Wo, _ = out_t.shape
-    kh, kw = w_t.shape[:2]
-    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
-    pt, _, pl, _ = node.attrs["pads"]
-    xlo, xhi = interior(W, Wo, kw, sw, dw, pl)
+    dt = node.inputs[0].type.dtype
+    win = _Windows(node, node.outputs[0].type, node.inputs[1].type.shape[:2])
+    C, Wo, kw = win.C, win.Wo, win.kw
     with tc.loop(hi, start=lo, name="r") as r:
-        n, oy = b.sdiv(r, I64(Ho)), b.srem(r, I64(Ho))
-        iys = [b.add(b.mul(oy, I64(sh)), I64(i * dh - pt)) for i in range(kh)]
-        valid = [b.icmp_unsigned("<", iy, I64(H)) for iy in iys]
-        bases = [b.mul(b.add(b.mul(n, I64(H)), iy), I64(W * C)) for iy in iys]
+        row = win.row(b, r)
         obase = b.mul(r, I64(Wo * C))
 
         def chans(c, L):
             V = Vec(tc, dt, L)
-            ws = [[V.load(w_ptr, b.add(I64((i * kw + j) * C), c)) for j in range(kw)] for i in range(kh)]
+            ws = [[V.load(w_ptr, b.add(I64((i * kw + j) * C), c)) for j in range(kw)] for i in range(win.kh)]
             with b.goto_entry_block():
                 slot = b.alloca(V.t)
 
-            def pixels(start, stop, edge):
-                if start >= stop:
-                    return
-                with tc.loop(I64(stop), start=I64(start), name="ox") as ox:
-                    b.store(V.splat(0.0), slot)
-                    x0 = b.sub(b.mul(ox, I64(sw)), I64(pl))
-                    for i in range(kh):
-                        with b.if_then(valid[i]):
-                            for j in range(kw):
-                                ix = b.add(x0, I64(j * dw))
+            def start(ox):
+                b.store(V.splat(0.0), slot)
 
-                                def mac(i=i, j=j, ix=ix):
-                                    xv = V.load(x_ptr, b.add(b.add(bases[i], b.mul(ix, I64(C))), c))
-                                    acc = b.fadd(b.load(slot), b.fmul(xv, ws[i][j], flags=_FLAGS), flags=_FLAGS)
-                                    b.store(acc, slot)
-                                if edge:
-                                    with b.if_then(b.icmp_unsigned("<", ix, I64(W))):
-                                        mac()
-                                else:
-                                    mac()
-                    V.store(b.load(slot), out_ptr, b.add(b.add(obase, b.mul(ox, I64(C))), c))
+            def mac(i, j, xv, _):
+                b.store(b.fadd(b.load(slot), b.fmul(xv, ws[i][j], flags=_FLAGS), flags=_FLAGS), slot)
 
-            pixels(0, xlo, True)
-            pixels(xlo, xhi, False)
-            pixels(xhi, Wo, True)
+            def finish(ox, _):
+                V.store(b.load(slot), out_ptr, b.add(b.add(obase, b.mul(ox, I64(C))), c))
+
+            win.pixels(tc, row, V, x_ptr, c, start, mac, finish)
 
         channel_vectors(tc, C, lanes(dt), chans)
         if epilogue is not None:
             with tc.loop(I64(Wo), name="ep") as ox:
                 epilogue(b.add(b.mul(r, I64(Wo)), ox), I64(0), I64(C))
-
 
 
 def backprop_kernel_ok(node) -> bool:
@@ -126,12 +151,8 @@ def emit_backprop_kernel(kc, node):
     b = kc.b
     x_t, dy_t, w_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
     dt = x_t.dtype
-    _, H, W, C = x_t.shape
-    _, Ho, Wo, _ = dy_t.shape
-    kh, kw = w_t.shape[:2]
-    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
-    pt, _, pl, _ = node.attrs["pads"]
-    xlo, xhi = interior(W, Wo, kw, sw, dw, pl)
+    win = _Windows(node, dy_t, w_t.shape[:2])
+    C, Ho, Wo, kh, kw = win.C, win.Ho, win.Wo, win.kh, win.kw
     vw = lanes(dt)
     nfull, ntail = C // vw, C % vw
 
@@ -143,37 +164,15 @@ def emit_backprop_kernel(kc, node):
             accs = [tb.alloca(V.t) for _ in range(kh * kw)]
         for a in accs:
             tb.store(V.splat(0.0), a)
-        rows = tb.mul(tc.dim(x_t.shape[0]), I64(Ho))
-        with tc.loop(rows, name="r") as r:
-            n, oy = tb.sdiv(r, I64(Ho)), tb.srem(r, I64(Ho))
-            iys = [tb.add(tb.mul(oy, I64(sh)), I64(i * dh - pt)) for i in range(kh)]
-            valid = [tb.icmp_unsigned("<", iy, I64(H)) for iy in iys]
-            bases = [tb.mul(tb.add(tb.mul(n, I64(H)), iy), I64(W * C)) for iy in iys]
 
-            def pixels(start, stop, edge):
-                if start >= stop:
-                    return
-                with tc.loop(I64(stop), start=I64(start), name="ox") as ox:
-                    g = V.load(dy_ptr, tb.add(tb.mul(tb.add(tb.mul(r, I64(Wo)), ox), I64(C)), c))
-                    x0 = tb.sub(tb.mul(ox, I64(sw)), I64(pl))
-                    for i in range(kh):
-                        with tb.if_then(valid[i]):
-                            for j in range(kw):
-                                ix = tb.add(x0, I64(j * dw))
+        def mac(i, j, xv, g):
+            a = accs[i * kw + j]
+            tb.store(tb.fadd(tb.load(a), tb.fmul(xv, g, flags=_FLAGS), flags=_FLAGS), a)
 
-                                def mac(i=i, j=j, ix=ix):
-                                    xv = V.load(x_ptr, tb.add(tb.add(bases[i], tb.mul(ix, I64(C))), c))
-                                    a = accs[i * kw + j]
-                                    tb.store(tb.fadd(tb.load(a), tb.fmul(xv, g, flags=_FLAGS), flags=_FLAGS), a)
-                                if edge:
-                                    with tb.if_then(tb.icmp_unsigned("<", ix, I64(W))):
-                                        mac()
-                                else:
-                                    mac()
-
-            pixels(0, xlo, True)
-            pixels(xlo, xhi, False)
-            pixels(xhi, Wo, True)
+        with tc.loop(tb.mul(tc.dim(x_t.shape[0]), I64(Ho)), name="r") as r:
+            win.pixels(tc, win.row(tb, r), V, x_ptr, c,
+                       lambda ox: V.load(dy_ptr, tb.add(tb.mul(tb.add(tb.mul(r, I64(Wo)), ox), I64(C)), c)),
+                       mac)
         for t, a in enumerate(accs):
             V.store(tb.load(a), w_ptr, tb.add(I64(t * C), c))
 
