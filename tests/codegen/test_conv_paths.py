@@ -12,20 +12,23 @@ from kiln.ir import Graph, TensorType
 rng = np.random.default_rng(11)
 
 
-def conv_ref(x, w, strides, dil, pads):
-    """out[n, y, x, o] = sum_{i, j, c} xpad[n, y*sh + i*dh, x*sw + j*dw, c] * w[i, j, c, o]."""
+def conv_windows(x, kernel_hw, strides, dil, pads):
+    """(i, j, window) per kernel tap: window[n, y, x, c] = xpad[n, y*sh + i*dh, x*sw + j*dw, c]
+    (float64, x zero-padded by pads = (top, bottom, left, right))."""
     (sh, sw), (dh, dw) = strides, dil
     top, bottom, left, right = pads
-    kh, kw, _, o = w.shape
+    kh, kw = kernel_hw
     xp = np.pad(x.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
-    n, hp, wp, _ = xp.shape
+    _, hp, wp, _ = xp.shape
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    out = np.zeros((n, ho, wo, o))
     for i in range(kh):
         for j in range(kw):
-            win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-            out += win @ w[i, j].astype(np.float64)
-    return out
+            yield i, j, xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+
+
+def conv_ref(x, w, strides, dil, pads):
+    """out[n, y, x, o] = sum_{i, j, c} xpad[n, y*sh + i*dh, x*sw + j*dw, c] * w[i, j, c, o]."""
+    return sum(win @ w[i, j].astype(np.float64) for i, j, win in conv_windows(x, w.shape[:2], strides, dil, pads))
 
 
 def build(hw, c, o, k, strides=(1, 1), dil=(1, 1), pads=(0, 0, 0, 0), epilogue=None):

@@ -11,23 +11,14 @@ import kiln
 from kiln.codegen.llvm.kernels_dwconv import interior
 from kiln.ir import Graph, TensorType
 
+from .test_conv_paths import conv_ref, conv_windows
+
 rng = np.random.default_rng(5)
 
 
 def depthwise_ref(x, w, strides, dil, pads):
     """out[n, y, x, c] = sum_{i, j} xpad[n, y*sh + i*dh, x*sw + j*dw, c] * w[i, j, 0, c]."""
-    (sh, sw), (dh, dw) = strides, dil
-    top, bottom, left, right = pads
-    kh, kw = w.shape[:2]
-    xp = np.pad(x.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
-    n, hp, wp, c = xp.shape
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    out = np.zeros((n, ho, wo, c))
-    for i in range(kh):
-        for j in range(kw):
-            win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-            out += win * w[i, j, 0].astype(np.float64)
-    return out
+    return sum(win * w[i, j, 0].astype(np.float64) for i, j, win in conv_windows(x, w.shape[:2], strides, dil, pads))
 
 
 def build(hw, c, k, strides, dil, pads, epilogue):
@@ -104,23 +95,8 @@ def test_depthwise_kernel_is_used(monkeypatch, epilogue):
 def grouped_ref(x, w, groups, strides, dil, pads):
     """Grouped conv2d: group g's outputs read only its input channels."""
     cg, og = w.shape[2], w.shape[3] // groups
-    outs = []
-    for g in range(groups):
-        wg = w[:, :, :, g * og:(g + 1) * og]
-        xg = x[..., g * cg:(g + 1) * cg]
-        (sh, sw), (dh, dw) = strides, dil
-        top, bottom, left, right = pads
-        xp = np.pad(xg.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
-        n, hp, wp, _ = xp.shape
-        kh, kw = w.shape[:2]
-        ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-        out = np.zeros((n, ho, wo, og))
-        for i in range(kh):
-            for j in range(kw):
-                win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-                out += win @ wg[i, j].astype(np.float64)
-        outs.append(out)
-    return np.concatenate(outs, axis=-1)
+    return np.concatenate([conv_ref(x[..., g * cg:(g + 1) * cg], w[..., g * og:(g + 1) * og], strides, dil, pads)
+                           for g in range(groups)], axis=-1)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -144,15 +120,9 @@ def test_grouped_matches_numpy(hw, c, o, groups, strides, dil, pads, threads):
 
 def kernel_grad_ref(x, dy, k, strides, dil, pads):
     """dw[i, j, 0, c] = sum_{n, y, x} xpad[n, y*sh + i*dh, x*sw + j*dw, c] * dy[n, y, x, c]."""
-    (sh, sw), (dh, dw) = strides, dil
-    top, bottom, left, right = pads
-    xp = np.pad(x.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
-    _, ho, wo, c = dy.shape
-    out = np.zeros((*k, 1, c))
-    for i in range(k[0]):
-        for j in range(k[1]):
-            win = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
-            out[i, j, 0] = np.einsum("nhwc,nhwc->c", win, dy.astype(np.float64))
+    out = np.zeros((*k, 1, x.shape[-1]))
+    for i, j, win in conv_windows(x, k, strides, dil, pads):
+        out[i, j, 0] = np.einsum("nhwc,nhwc->c", win, dy.astype(np.float64))
     return out
 
 
