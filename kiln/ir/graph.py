@@ -219,16 +219,18 @@ class Graph:
 
     # -- rewriting --------------------------------------------------------------------
     def rebuild(self, rewrite: Callable[["Graph", Node, list], "Sequence[Value] | None"] | None = None,
-                name: str | None = None) -> "Graph":
+                name: str | None = None, mapping: dict | None = None) -> "Graph":
         """Copy this graph node by node.
 
         For each node, ``rewrite(new_graph, node, new_inputs)`` may return replacement
         values for the node's outputs (appending whatever nodes it needs to
         ``new_graph``), or None to copy the node unchanged. Parameters and inputs are
-        carried over (values shared, not copied).
+        carried over (values shared, not copied). ``mapping``: a dict filled, as the
+        copy goes, with old value -> new value (a rewrite may look up values other than
+        its node's inputs there).
         """
         g = Graph(name or self.name)
-        env: dict = {}
+        env: dict = {} if mapping is None else mapping
         for v in self.inputs:
             env[v] = g.add_input(v.name, v.type)
         for pname, v in self.params.items():

@@ -203,11 +203,10 @@ def fuse_attention(g: Graph) -> Graph:
             continue
         mask, masked_value, reader = None, 0.0, s
         if src.op.name == "where":
-            c = src.inputs[2].producer
-            if (c is None or c.op.name != "constant" or np.ndim(c.attrs["value"]) != 0
-                    or not only_use(s.inputs[0], s)):
+            masked_value = _scalar_constant(src.inputs[2])
+            if masked_value is None or not only_use(s.inputs[0], s):
                 continue
-            mask, masked_value, reader = src.inputs[0], float(c.attrs["value"]), src
+            mask, reader = src.inputs[0], src
             src = src.inputs[1].producer
             if src is None:
                 continue
@@ -228,45 +227,42 @@ def fuse_attention(g: Graph) -> Graph:
     if not fused:
         return g
     after = {h[3]: m2 for m2, h in heads.items() if m2 in fused and h is not None and h[3] is not None}
-    new_of = {}                                   # old node output -> new value
-
-    def new(new_g, v):
-        if v.kind == "node":
-            return new_of[v]
-        if v.kind == "param":
-            return new_g.params[v.name]
-        return new_g.inputs[g.inputs.index(v)]
+    new_of = {}                                   # old value -> new value, filled by rebuild
 
     def rewrite(new_g, n, ins):
         m2 = n if n in fused else after.get(n)
         h = heads.get(m2)
         if m2 is None or (h is not None and n is m2 and h[3] is not None):
-            # any other node, or a matmul whose transpose takes the attention (dce drops it)
-            nn = new_g.make_node(n.op, ins, n.attrs, n.regions)
-            new_g.nodes.append(nn)
-            res = nn.outputs
-        elif h is not None:                       # q, k, v in [B, tokens, heads, depth]
+            return None     # any other node, or a matmul whose transpose takes the attention (dce drops it)
+        if h is not None:                         # q, k, v in [B, tokens, heads, depth]
             q, k, v, t_after, scale = h
-            m1, mask, masked_value = fused[m2]
-            operands = [new(new_g, x) for x in (q, k, v)] + ([new(new_g, mask)] if mask is not None else [])
+            _, mask, masked_value = fused[m2]
+            operands = [new_of[x] for x in (q, k, v)] + ([new_of[mask]] if mask is not None else [])
             y = new_g.op("attention", *operands, scale=scale, masked_value=masked_value)
-            res = [y] if n is t_after else [new_g.op("transpose", y, perm=(0, 2, 1, 3))]
-        else:
-            m1 = fused[m2][0]
-            q, kp = (new(new_g, x) for x in m1.inputs)
-            res = [new_g.op("attention_packed", q, kp, ins[1], n_s=m1.attrs["n"], n=n.attrs["n"])]
-        new_of.update(zip(n.outputs, res))
-        return res
+            return [y] if n is t_after else [new_g.op("transpose", y, perm=(0, 2, 1, 3))]
+        m1 = fused[m2][0]
+        q, kp = (new_of[x] for x in m1.inputs)
+        return [new_g.op("attention_packed", q, kp, ins[1], n_s=m1.attrs["n"], n=n.attrs["n"])]
 
-    return g.rebuild(rewrite)
+    return g.rebuild(rewrite, mapping=new_of)
+
+
+def _producer(v, name):
+    """The node of op ``name`` that made ``v``, else None."""
+    p = v.producer
+    return p if p is not None and p.op.name == name else None
+
+
+def _scalar_constant(v):
+    """The value of a scalar ``constant``, as a float, else None."""
+    c = _producer(v, "constant")
+    return None if c is None or np.ndim(c.attrs["value"]) != 0 else float(c.attrs["value"])
 
 
 def _transposed(v):
     """The source of a 2-D ``transpose`` (perm 1, 0), else None."""
-    p = v.producer
-    if p is not None and p.op.name == "transpose" and tuple(p.attrs["perm"]) == (1, 0):
-        return p.inputs[0]
-    return None
+    p = _producer(v, "transpose")
+    return p.inputs[0] if p is not None and tuple(p.attrs["perm"]) == (1, 0) else None
 
 
 def _pack_body(body: Graph, packed_types: dict) -> Graph:
@@ -299,22 +295,17 @@ def _heads_form(m1, m2, users, roots, mask=None, masked_value=0.0):
     optional multiply by a scalar constant, k and v through packs with perms
     (0, 2, 3, 1) and (0, 2, 1, 3) -- else None. ``transpose after``: the output's
     transpose back to [B, M, H, Dv] when it is the only reader."""
-    def producer(v, name):
-        p = v.producer
-        return p if p is not None and p.op.name == name else None
-
-    kp, vp = producer(m1.inputs[1], "pack_panels"), producer(m2.inputs[1], "pack_panels")
+    kp, vp = _producer(m1.inputs[1], "pack_panels"), _producer(m2.inputs[1], "pack_panels")
     if (kp is None or vp is None or tuple(kp.attrs["perm"]) != (0, 2, 3, 1)
             or tuple(vp.attrs["perm"]) != (0, 2, 1, 3)):
         return None
     q, scale = m1.inputs[0], 1.0
-    mul = producer(q, "mul")
+    mul = _producer(q, "mul")
     if mul is not None:
-        c = mul.inputs[1].producer
-        if c is None or c.op.name != "constant" or np.ndim(c.attrs["value"]) != 0:
+        q, scale = mul.inputs[0], _scalar_constant(mul.inputs[1])
+        if scale is None:
             return None
-        q, scale = mul.inputs[0], float(c.attrs["value"])
-    qt = producer(q, "transpose")
+    qt = _producer(q, "transpose")
     if qt is None or tuple(qt.attrs["perm"]) != (0, 2, 1, 3):
         return None
     q4, k4, v4 = qt.inputs[0], kp.inputs[0], vp.inputs[0]
