@@ -12,7 +12,7 @@ import numpy as np
 from ..opdef import (Attr, AttrKind, Kind, OpDef, OpTypeError, broadcast_shapes, normalize_axis,
                      register, same_dtype)
 from ..types import DType, TensorType, is_symbol
-from .vjp_util import scalar, unbroadcast, zeros
+from .vjp_util import scalar, spread, unbroadcast, zeros
 
 
 def _static(op: str, t: TensorType, axis: int, what: str) -> int:
@@ -178,12 +178,7 @@ class Slice(OpDef):
                 r = range(r.start, r.start + 1)
             length = n
             if r.step > 1 and n > 1:
-                shp = ct.type.shape
-                ct = g.op("reshape", ct, shape=shp[:k + 1] + (1,) + shp[k + 1:])
-                spread = [0] * (2 * ct.type.rank)
-                spread[2 * (k + 1) + 1] = r.step - 1
-                ct = g.op("pad", ct, pads=tuple(spread))
-                ct = g.op("reshape", ct, shape=shp[:k] + (n * r.step,) + shp[k + 1:])
+                ct = spread(g, ct, k, r.step)
                 length = n * r.step
             if r.start + length > size:     # the spread ran past the axis: cut trailing zeros
                 length = size - r.start

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..opdef import Attr, AttrKind, Kind, OpDef, OpTypeError, register, same_dtype
 from ..types import TensorType, is_symbol
-from .vjp_util import block_diagonal, zeros
+from .vjp_util import block_diagonal, spread, zeros
 
 
 def _image(op: str, x: TensorType):
@@ -157,13 +157,8 @@ def depthwise_input_grad(g, ct, w, hw, *, strides, dilations, pads):
         if lo > keff or hi > keff:
             return None
         s, n = strides[a], ct.type.shape[1 + a]
-        if s > 1 and n > 1:                 # s-1 zeros after each element: reshape, pad, reshape
-            shp = ct.type.shape
-            ct = g.op("reshape", ct, shape=shp[:2 + a] + (1,) + shp[2 + a:])
-            spread = [0] * (2 * ct.type.rank)
-            spread[2 * (2 + a) + 1] = s - 1
-            ct = g.op("reshape", g.op("pad", ct, pads=tuple(spread)),
-                      shape=shp[:1 + a] + (n * s,) + shp[2 + a:])
+        if s > 1 and n > 1:                 # s-1 zeros after each element
+            ct = spread(g, ct, 1 + a, s)
             n = n * s
         top = keff - lo
         bottom = hw[a] - n - top + keff

@@ -69,3 +69,15 @@ def block_diagonal(g, w, groups: int):
     w6 = g.op("reshape", w, shape=(kh, kw, 1, cg, groups, o // groups))
     eye = g.constant(np.eye(groups).reshape(1, 1, groups, 1, groups, 1), w.type.dtype)
     return g.op("reshape", g.op("mul", w6, eye), shape=(kh, kw, groups * cg, o))
+
+
+def spread(g, x, axis: int, step: int):
+    """``x`` with step-1 zeros after each element along ``axis`` (length n -> n*step): a
+    reshape adding a unit axis after it, a pad of that axis to ``step``, a reshape back.
+    The inverse of a strided slice's gather, for gradients."""
+    shp = x.type.shape
+    x = g.op("reshape", x, shape=shp[:axis + 1] + (1,) + shp[axis + 1:])
+    pads = [0] * (2 * x.type.rank)
+    pads[2 * (axis + 1) + 1] = step - 1
+    return g.op("reshape", g.op("pad", x, pads=tuple(pads)),
+                shape=shp[:axis] + (shp[axis] * step,) + shp[axis + 1:])
