@@ -12,7 +12,11 @@
  * a matrix-vector product stay in its L2 across calls (a recurrence's steps).
  * Workers spin briefly on a generation counter before sleeping on a condition
  * variable, so back-to-back kernels (the common case inside one model call) start
- * without a futex wake-up. A pool that is already running a job (another
+ * without a futex wake-up, and the caller takes the mutex only when a worker sleeps.
+ * Each thread reports the chunks it ran once per job (one shared atomic per thread,
+ * not one per chunk): a fork/join over 8 chunks on 2 cores cost 0.75 us with
+ * per-chunk reports (cache-line ping-pong), about 0.2 us this way.
+ * A pool that is already running a job (another
  * thread's, or a nested call from inside a task) runs the new one serially on the
  * caller: never a deadlock, never oversubscription.
  *
@@ -43,8 +47,9 @@ typedef struct kiln_pool {
     int64_t completed;
     uint32_t generation;
     int stop;
-    int busy;    /* a job is in flight: nested or concurrent calls run serially */
-    int waiting; /* the caller sleeps on `done` (else the last chunk signals no one) */
+    int busy;     /* a job is in flight: nested or concurrent calls run serially */
+    int waiting;  /* the caller sleeps on `done` (else the last report signals no one) */
+    int sleepers; /* workers past their spin, on (or about to wait on) `wake` */
 } kiln_pool;
 
 typedef struct {
@@ -79,13 +84,13 @@ static int64_t take(kiln_pool *p, int t, uint32_t gen, int own) {
     }
 }
 
-static void run_chunk(kiln_pool *p, int64_t c) {
-    int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
-    if (b < e) p->fn(p->ctx, b, e);
-    /* seq_cst on both sides (this add, then the load of `waiting`; the caller's store
-       of `waiting`, then its load of `completed`): one of them sees the other's write,
-       so the caller never sleeps through the last chunk */
-    if (__atomic_add_fetch(&p->completed, 1, __ATOMIC_SEQ_CST) == p->nchunks &&
+/* Report `ran` chunks of the current job as done; the report that completes the job
+   wakes the caller if it sleeps. seq_cst on both sides (this add, then the load of
+   `waiting`; the caller's store of `waiting`, then its load of `completed`): one of
+   them sees the other's write, so the caller never sleeps through the last report. */
+static void report(kiln_pool *p, int64_t ran) {
+    int64_t total = p->nchunks; /* read first: the job cannot end before this report */
+    if (__atomic_add_fetch(&p->completed, ran, __ATOMIC_SEQ_CST) == total &&
         __atomic_load_n(&p->waiting, __ATOMIC_SEQ_CST)) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_signal(&p->done);
@@ -93,15 +98,21 @@ static void run_chunk(kiln_pool *p, int64_t c) {
     }
 }
 
+static void run_chunk(kiln_pool *p, int64_t c) {
+    int64_t b = p->n * c / p->nchunks, e = p->n * (c + 1) / p->nchunks;
+    if (b < e) p->fn(p->ctx, b, e);
+}
+
 /* Thread `self` runs its own chunks of job `gen`, then steals the others' until none
-   is left. */
+   is left; then reports how many it ran (none: a late worker, nothing to say). */
 static void work(kiln_pool *p, uint32_t gen, int self) {
-    int64_t c;
-    while ((c = take(p, self, gen, 1)) >= 0) run_chunk(p, c);
+    int64_t c, ran = 0;
+    while ((c = take(p, self, gen, 1)) >= 0) run_chunk(p, c), ran++;
     for (int k = 1; k < p->nthreads; k++) {
         int t = (self + k) % p->nthreads;
-        while ((c = take(p, t, gen, 0)) >= 0) run_chunk(p, c);
+        while ((c = take(p, t, gen, 0)) >= 0) run_chunk(p, c), ran++;
     }
+    if (ran) report(p, ran);
 }
 
 static void *worker(void *arg) {
@@ -110,20 +121,25 @@ static void *worker(void *arg) {
     free(arg);
     uint32_t seen = 0;
     for (;;) {
-        for (int spins = 0; spins < KILN_SPIN; spins++) {
-            if (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) != seen ||
-                __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
-                break;
+        uint32_t gen = seen;
+        for (int spins = 0; spins < KILN_SPIN && gen == seen; spins++) {
+            if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) return NULL;
             KILN_PAUSE();
+            gen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
         }
-        pthread_mutex_lock(&p->mu);
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) {
+        if (gen == seen) {
+            /* sleep: count ourselves a sleeper, then look at the generation again
+               (seq_cst, against the caller's store of it and load of `sleepers`) */
+            pthread_mutex_lock(&p->mu);
+            __atomic_add_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+            while ((gen = __atomic_load_n(&p->generation, __ATOMIC_SEQ_CST)) == seen &&
+                   !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+                pthread_cond_wait(&p->wake, &p->mu);
+            __atomic_sub_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&p->mu);
-            return NULL;
+            if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) return NULL;
         }
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        seen = gen;
         work(p, seen, self);
     }
 }
@@ -162,7 +178,7 @@ kiln_pool *kiln_pool_create(int nthreads) {
 void kiln_pool_destroy(kiln_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    __atomic_store_n(&p->stop, 1, __ATOMIC_SEQ_CST);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
@@ -187,7 +203,8 @@ void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     }
     int64_t chunks = (int64_t)p->nthreads * 4;
     if (chunks > n) chunks = n;
-    pthread_mutex_lock(&p->mu);
+    /* only the caller holding `busy` writes the job, and no worker reads it before
+       it sees the new generation (release/acquire) */
     uint32_t gen = p->generation + 1;
     p->fn = fn;
     p->ctx = ctx;
@@ -196,9 +213,12 @@ void kiln_parallel_for(kiln_pool *p, kiln_task fn, void *ctx, int64_t n) {
     __atomic_store_n(&p->completed, 0, __ATOMIC_RELEASE);
     for (int t = 0; t < p->nthreads; t++)
         __atomic_store_n(&p->slot[t * SLOT_STRIDE], SLOT(gen, 0, home(p, t + 1) - home(p, t)), __ATOMIC_RELEASE);
-    __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    __atomic_store_n(&p->generation, gen, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->sleepers, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
     work(p, gen, 0);
     for (int spins = 0; spins < KILN_SPIN && __atomic_load_n(&p->completed, __ATOMIC_ACQUIRE) < chunks;
          spins++)
