@@ -346,15 +346,37 @@ KB = 16      # panel rows per block when packing a transpose
 #: run-time packs of at least this many elements go to the thread pool (a strided,
 #: transposing copy: an attention's k^T at batch 1, 16k elements, takes ~9 us serially)
 PACK_MIN_WORK = 1 << 14
+VECTOR_PACK = True
+
+
+def transpose_square(b, rows: list) -> list:
+    """The S x S transpose of S vectors of S lanes (S a power of two), in log2(S)
+    butterfly stages of two-source shuffles (vpermt2ps / vunpck on x86): stage ``h``
+    swaps the off-diagonal h x h blocks of every 2h x 2h block."""
+    S = len(rows)
+    rows = list(rows)
+    h = S // 2
+    while h:
+        lo = ll.Constant(ll.VectorType(I32, S), [c if not c & h else S + c - h for c in range(S)])
+        hi = ll.Constant(ll.VectorType(I32, S), [c + h if not c & h else S + c for c in range(S)])
+        for i in range(S):
+            if not i & h:
+                a, c = rows[i], rows[i + h]
+                rows[i], rows[i + h] = b.shuffle_vector(a, c, lo), b.shuffle_vector(a, c, hi)
+        h //= 2
+    return rows
 
 
 @kernel("pack_panels")
 def emit_pack_panels(module, name, node, symbols):
     """Run-time packing (constant weights are packed at compile time instead): one work
-    unit per (batch element, panel), split across the thread pool; columns past P read
-    a clamped address and store 0. The source is read through ``perm`` (any strides):
-    when K is its contiguous axis (a transpose), KB panel rows at a time -- NR source
-    runs of KB floats in, one contiguous block out."""
+    unit per (batch element, panel), split across the thread pool. The source is read
+    through ``perm`` (any strides). A full panel copies vectors: NR contiguous floats
+    per panel row when P is the source's contiguous axis; when K is (a transpose, e.g.
+    ``dy @ W^T``), S x S blocks (S = min(NR, KB)) loaded as S source runs and
+    transposed in registers -- a backward pass's W^T was packed element by element at
+    ~3 GB/s. The last, partial panel (columns past P store 0), K's tail past the last
+    whole KB block and other strides go element by element."""
     kc = kernel_context(module, name, node, symbols)
     x_t = node.inputs[0].type
     *batch, npanels, K, NR = node.outputs[0].type.shape
@@ -363,8 +385,11 @@ def emit_pack_panels(module, name, node, symbols):
     strides = [src_strides[i] for i in perm]              # of the logical [..., K, P]
     P = x_t.shape[perm[-1]]
     k_contiguous = strides[-2] == Affine(1)
+    p_contiguous = strides[-1] == Affine(1)
     dt = x_t.dtype
     zero = const(dt, 0.0)
+    S = min(NR, KB)
+    square = VECTOR_PACK and k_contiguous and NR % S == 0 and KB % S == 0 and S & (S - 1) == 0 and S > 1
     units = kc.b.mul(kc.affine(Affine.product(tuple(batch))), I64(npanels))
 
     def task(tc, lo, hi):
@@ -372,6 +397,11 @@ def emit_pack_panels(module, name, node, symbols):
         out_ptr, x_ptr = tc.args
         Kv = tc.affine(Affine.product((K,)))
         sK, sP = tc.affine(strides[-2]), tc.affine(strides[-1])
+
+        def vec_at(base_ptr, index, lanes):
+            vt = ll.VectorType(LLTYPE[dt], lanes)
+            return b.bitcast(b.gep(base_ptr, [index], inbounds=True), vt.as_pointer())
+
         with tc.loop(hi, start=lo, name="u") as u:
             p = b.srem(u, I64(npanels))
             rest, boff = b.sdiv(u, I64(npanels)), I64(0)
@@ -380,25 +410,59 @@ def emit_pack_panels(module, name, node, symbols):
                 boff = b.add(boff, b.mul(b.srem(rest, size), tc.affine(strides[d])))
                 rest = b.sdiv(rest, size)
             base = b.mul(u, Kv)
+            col0 = b.mul(p, I64(NR))
 
             def element(k, j):
-                col = b.add(b.mul(p, I64(NR)), j)
+                col = b.add(col0, j)
                 inside = b.icmp_signed("<", col, I64(P))
                 safe = b.select(inside, col, I64(P - 1))
                 src = b.add(boff, b.add(b.mul(k, sK), b.mul(safe, sP)))
                 dst = b.add(b.mul(b.add(base, k), I64(NR)), j)
                 tc.store(b.select(inside, tc.load(x_ptr, src, dt), zero), out_ptr, dst, dt)
-            if k_contiguous:
-                with tc.loop(Kv, name="kb", step=KB) as kb:
-                    left = b.sub(Kv, kb)
-                    stop = b.select(b.icmp_signed("<", left, I64(KB)), left, I64(KB))
-                    with tc.loop(I64(NR), name="j") as j:
-                        with tc.loop(stop, name="kk") as kk:
-                            element(b.add(kb, kk), j)
-            else:             # contiguous writes of a panel row
-                with tc.loop(Kv, name="k") as k:
-                    with tc.loop(I64(NR), name="j") as j:
-                        element(k, j)
+
+            def by_element(k_from):
+                if k_contiguous:
+                    with tc.loop(Kv, start=k_from, name="kb", step=KB) as kb:
+                        left = b.sub(Kv, kb)
+                        stop = b.select(b.icmp_signed("<", left, I64(KB)), left, I64(KB))
+                        with tc.loop(I64(NR), name="j") as j:
+                            with tc.loop(stop, name="kk") as kk:
+                                element(b.add(kb, kk), j)
+                else:             # contiguous writes of a panel row
+                    with tc.loop(Kv, start=k_from, name="k") as k:
+                        with tc.loop(I64(NR), name="j") as j:
+                            element(k, j)
+
+            def by_vector():
+                if p_contiguous:                  # a panel row is NR contiguous floats
+                    with tc.loop(Kv, name="k") as k:
+                        src = b.add(boff, b.add(b.mul(k, sK), col0))
+                        v = b.load(vec_at(x_ptr, src, NR), align=dt.itemsize)
+                        b.store(v, vec_at(out_ptr, b.mul(b.add(base, k), I64(NR)), NR),
+                                align=dt.itemsize)
+                    return
+                whole = b.mul(b.sdiv(Kv, I64(KB)), I64(KB))
+                with tc.loop(whole, name="kb", step=KB) as kb:
+                    for j0 in range(0, NR, S):
+                        for k0 in range(0, KB, S):
+                            k = b.add(kb, I64(k0))
+                            rows = [b.load(vec_at(x_ptr, b.add(boff, b.add(
+                                b.mul(b.add(col0, I64(j0 + i)), sP), k)), S), align=dt.itemsize)
+                                for i in range(S)]
+                            for r, v in enumerate(transpose_square(b, rows)):
+                                dst = b.add(b.mul(b.add(base, b.add(k, I64(r))), I64(NR)), I64(j0))
+                                b.store(v, vec_at(out_ptr, dst, S), align=dt.itemsize)
+                by_element(whole)                 # K's tail
+
+            if not ((VECTOR_PACK and p_contiguous) or square):
+                by_element(I64(0))
+            else:
+                full = b.icmp_signed("<=", b.add(col0, I64(NR)), I64(P))
+                with b.if_else(full) as (vector, partial):
+                    with vector:
+                        by_vector()
+                    with partial:
+                        by_element(I64(0))
 
     kc.parallel(units, task, work=kc.b.mul(kc.affine(Affine.product((K,))), kc.b.mul(units, I64(NR))),
                 min_work=PACK_MIN_WORK)
