@@ -49,3 +49,30 @@ def test_fusion_never_leaves_a_region_symbol_unbound():
     xs = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_allclose(exe(xs), (xs + 1).mean(), rtol=1e-6)
     np.testing.assert_allclose(exe(xs[:2]), (xs[:2] + 1).mean(), rtol=1e-6)
+
+
+def test_relu_gradient_reads_the_output_so_the_forward_relu_joins_its_gemm():
+    """relu's vjp masks with relu(x) > 0 (the same mask as x > 0), so a training step's
+    pre-activation is read only by the relu, which the fusion pass then puts in the
+    Dense GEMM's epilogue -- no standalone relu kernel in the step; the step still
+    trains exactly as numpy's SGD on the same formula."""
+    rng = np.random.default_rng(0)
+    m = kiln.Sequential([kiln.Input(shape=(6,)), layers.Dense(5, activation="relu"),
+                         layers.Dense(1)])
+    w1, b1, w2, b2 = (v.copy() for v in m.get_weights())
+    m.compile(optimizer=kiln.optimizers.SGD(0.1), loss="mse")
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    m.train_on_batch(x, y)
+    exe = m._train_step.train_exe
+    assert "relu" not in [n.op.name for n in exe.graph.nodes]
+    assert any(n.op.name == "fusion" and "relu" in {i.op.name for i in n.regions[0].nodes}
+               and "matmul_packed" in {i.op.name for i in n.regions[0].nodes}
+               for n in exe.graph.nodes)
+    z = x @ w1 + b1
+    h = np.maximum(z, 0)
+    d = 2 * (h @ w2 + b2 - y) / len(x)
+    dz = (d @ w2.T) * (z > 0)
+    want = [w1 - 0.1 * x.T @ dz, b1 - 0.1 * dz.sum(0), w2 - 0.1 * h.T @ d, b2 - 0.1 * d.sum(0)]
+    for got, ref in zip(m.get_weights(), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

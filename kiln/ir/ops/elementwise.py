@@ -103,9 +103,11 @@ class Relu(Unary):
     fn = staticmethod(lambda x: np.maximum(x, 0))
 
     def vjp(self, g, ins, outs, cts):
-        # the derivative at 0 is taken as 0 (as TensorFlow and JAX)
-        zero = scalar(g, 0, ins[0])
-        return [g.op("where", g.op("greater", ins[0], zero), cts[0], zero)]
+        # the derivative at 0 is taken as 0 (as TensorFlow and JAX). relu(x) > 0 exactly
+        # where x > 0 (NaN: neither), so the mask reads the output: the input is then
+        # read by relu alone and stays in the producer's registers (a GEMM's epilogue)
+        zero = scalar(g, 0, outs[0])
+        return [g.op("where", g.op("greater", outs[0], zero), cts[0], zero)]
 
 
 @register
