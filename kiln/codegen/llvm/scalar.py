@@ -51,13 +51,6 @@ def _relu(b, m, xs, dts, out, attrs):
     return b.select(b.icmp_signed(">", x, const(dt, 0)), x, const(dt, 0))
 
 
-def _sigmoid(b, m, xs, dts, out, attrs):
-    # 1 / (1 + exp(-x)): exp overflows to inf for very negative x, giving 0 as it should
-    dt = dts[0]
-    e = vmath.exp(b, m, b.fneg(xs[0]), dt)
-    return b.fdiv(const(dt, 1), b.fadd(const(dt, 1), e))
-
-
 def _arith(fop, iop):
     def emit(b, m, xs, dts, out, attrs):
         return getattr(b, fop)(*xs) if dts[0].is_float else getattr(b, iop)(*xs)
@@ -156,7 +149,7 @@ SCALAR = {
     "log": _unary_intr("llvm.log"),
     "sqrt": _unary_intr("llvm.sqrt"),
     "relu": _relu,
-    "sigmoid": _sigmoid,
+    "sigmoid": lambda b, m, xs, dts, out, attrs: vmath.sigmoid(b, m, xs[0], dts[0]),
     "tanh": lambda b, m, xs, dts, out, attrs: vmath.tanh(b, m, xs[0], dts[0]),
     "abs": _abs,
     "square": _square,
