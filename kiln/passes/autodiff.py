@@ -45,6 +45,7 @@ NO_VJP = {
     "pack_panels": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "matmul_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "conv2d_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
+    "conv2d_winograd": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "max_pool2d_grad": "second-order gradients through max pooling are not implemented",

@@ -1,12 +1,13 @@
-"""Layout ops: pack_panels, matmul_packed, conv2d_packed, attention_packed and attention
-against numpy written here."""
+"""Layout ops: pack_panels, matmul_packed, conv2d_packed, conv2d_winograd,
+attention_packed and attention against numpy written here."""
 import numpy as np
 import pytest
 
 import kiln
 from kiln.ir import Graph, OpTypeError, TensorType
 
-COVERED = {"pack_panels", "matmul_packed", "conv2d_packed", "attention_packed", "attention"}
+COVERED = {"pack_panels", "matmul_packed", "conv2d_packed", "conv2d_winograd", "attention_packed",
+           "attention"}
 
 
 @pytest.mark.parametrize("k,p,nr", [(3, 5, 2), (7, 32, 32), (7, 33, 32), (1, 1, 8), (4, 16, 8)])
@@ -131,6 +132,40 @@ def test_conv2d_packed_pool_is_the_max_pool_of_the_conv():
     np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(OpTypeError, match="pool must be"):
         g.op("conv2d_packed", xv, packed, kernel=(3, 3), n=5, pool=(0, 2))
+
+
+@pytest.mark.parametrize("hw,pads,pool", [((7, 5), (1, 1, 1, 1), ()), ((6, 9), (0, 0, 0, 0), ()),
+                                          ((8, 7), (2, 0, 0, 1), ()), ((9, 8), (1, 1, 1, 1), (2, 2))])
+def test_conv2d_winograd_reference_is_the_3x3_conv(hw, pads, pool):
+    """The Winograd algorithm in numpy (the op's reference) against a direct loop of the
+    3x3 cross-correlation written here; pooled: 2x2 max windows of it."""
+    from kiln.ir.ops.winograd import winograd_weights
+    rng = np.random.default_rng(6)
+    h, w_ = hw
+    w = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+    x = rng.standard_normal((2, h, w_, 6)).astype(np.float32)
+    g = Graph("w")
+    xv = g.add_input("x", TensorType(("N", h, w_, 6)))
+    up = g.op("pack_panels", g.constant(winograd_weights(w)), nr=4)
+    y = g.op("conv2d_winograd", xv, up, n=5, pads=pads, pool=pool)
+    g.set_outputs([y])
+    got = kiln.interpret(g, x)
+    xp = np.pad(x.astype(np.float64), ((0, 0), pads[:2], pads[2:], (0, 0)))
+    oh, ow = xp.shape[1] - 2, xp.shape[2] - 2
+    want = np.zeros((2, oh, ow, 5))
+    for yy in range(oh):
+        for xx in range(ow):
+            want[:, yy, xx] = np.einsum("nijc,ijco->no", xp[:, yy:yy + 3, xx:xx + 3], w)
+    if pool:
+        want = want[:, :oh // 2 * 2, :ow // 2 * 2].reshape(2, oh // 2, 2, ow // 2, 2, 5).max(axis=(2, 4))
+    assert y.type.shape == ("N", *want.shape[1:3], 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(OpTypeError, match="pool must be"):
+        g.op("conv2d_winograd", xv, up, n=5, pool=(2, 3))
+    with pytest.raises(OpTypeError, match="does not fit"):
+        g.op("conv2d_winograd", xv, up, n=9)
+    with pytest.raises(OpTypeError, match="panels' depth"):
+        g.op("conv2d_winograd", g.add_input("z", TensorType(("N", h, w_, 7))), up, n=5)
 
 
 def test_attention_packed_reference_and_types():

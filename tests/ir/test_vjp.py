@@ -257,6 +257,9 @@ def _no_vjp_use(g, op, x):
         return x, g.op(op, g.op("reshape", x, shape=("N", 16, 2)), g.op("pack_panels", w, nr=4), n=3)
     if op == "conv2d_packed":
         return x, g.op(op, x, g.op("pack_panels", w, nr=4), kernel=(1, 1), n=3)
+    if op == "conv2d_winograd":
+        u = g.constant(np.ones((16, 2, 3), np.float32))
+        return x, g.op(op, x, g.op("pack_panels", u, nr=4), n=3, pads=(1, 1, 1, 1))
     if op == "attention":
         q = g.op("reshape", x, shape=("N", 4, 4, 2))
         return x, g.op(op, q, q, q, scale=0.5)

@@ -225,17 +225,19 @@ def test_lstm_host_matches_jit_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(got, kiln.compile(m)(x))
 
 
-def test_depthwise_and_attention_kernels_in_a_library(tmp_path):
-    """The depthwise conv and fused attention kernels (stack buffers, thread pool) run
-    from C exactly as in the JIT."""
+def test_depthwise_winograd_and_attention_kernels_in_a_library(tmp_path):
+    """The depthwise conv, Winograd conv and fused attention kernels (stack buffers,
+    thread pool) run from C exactly as in the JIT."""
     L = kiln.layers
     kiln.utils.set_random_seed(9)
     inp = kiln.Input(shape=(8, 8, 16))
     h = L.DepthwiseConv2D(3, padding="same", activation="relu")(inp)
+    h = L.Conv2D(16, 3, padding="same", activation="relu")(h)
     h = L.Reshape((64, 16))(h)
     h = L.MultiHeadAttention(num_heads=2, key_dim=8)(h, h)
     m = kiln.Model(inp, L.Dense(3)(L.GlobalAveragePooling1D()(h)))
-    assert "= attention(" in kiln.compile(m).ir
+    ir = kiln.compile(m).ir
+    assert "= attention(" in ir and "conv2d_winograd" in ir
     e = export(m, tmp_path / "dwatt", name="dwatt")
     x = np.random.default_rng(3).standard_normal((5, 8, 8, 16)).astype(np.float32)
     (got,) = run_c(build_main(e), e, [x], 5, tmp_path)

@@ -23,6 +23,7 @@ from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, p
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
 from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
+from .kernels_winograd import winograd_parallel, winograd_units
 from .scalar import SCALAR
 
 ELEMENTWISE_KINDS = (Kind.ELEMENTWISE, Kind.BROADCAST)
@@ -139,6 +140,14 @@ def emit_fusion(module, name, node, symbols):
             depthwise_rows(tc, master, tc.args[0], x, w, lo, hi, row)
 
         depthwise_parallel(kc, master, emit)
+    elif master.op.family == "conv2d_winograd":         # Winograd units + epilogue per pixel
+        def emit(tc, lo, hi):
+            t_args = _in_ptrs(tc, body)
+            row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
+            x, up = (t_args[v] for v in master.inputs)
+            winograd_units(tc, master, tc.args[0], x, up, lo, hi, row)
+
+        winograd_parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
         c = master.outputs[0]
         fn = KERNELS[master.op.family](module, f"{name}.master", master, symbols)
