@@ -43,29 +43,27 @@ def median_call(fn, calls: int, warmup: int = 20) -> float:
 
 
 # -- the peers ----------------------------------------------------------------------------
+#
+# Each peer runs in its own process (started once per model, idle between its turns),
+# and the rounds go round the peers: round r times every peer once before round r+1.
+# In one shared process the peers' thread pools (OpenMP, ONNX Runtime, XLA) kept
+# spinning after their turn and starved kiln's second thread on short calls (seen in
+# session 4 on GEMMs: 0.58x BLAS in-process, 1.1x alone); and rounds taken one peer
+# after the other put a slow phase of the machine on one peer only.
 
-def peers(tw, threads: int, notes: dict):
-    """name -> function(x) -> numpy output, for this model. A peer that cannot be built
-    for this model is left out with a note (notes[peer] = why)."""
-    import jax
-    import onnxruntime as ort
-    import torch
+PEERS = ("kiln", "onnxruntime", "torch", "torch.compile", "keras-jit", "keras-predict")
+SETTLE_S = 0.3      # between two peers' turns: a pool that spins after its work goes idle
 
-    import kiln
 
-    torch.set_num_threads(threads)
-    fns = {"kiln": kiln.compile(tw.kiln, threads=threads)}
-    ke = tw.keras
-    tm = tw.torch
-
-    def guarded(name, make):
-        try:
-            fns[name] = make()
-        except Exception as e:   # noqa: BLE001 -- reported, never hidden
-            notes[name] = f"could not be built: {type(e).__name__}: {str(e)[:200]}"
-            print(f"  note: {tw.name}: skipping {name}: {notes[name]}", flush=True)
-
-    def make_onnx():
+def make_peer(tw, name: str, threads: int):
+    """The function x -> numpy output of peer ``name`` for the model ``tw``."""
+    if name == "kiln":
+        import kiln
+        return kiln.compile(tw.kiln, threads=threads)
+    ke, tm = tw.keras, tw.torch
+    if name == "onnxruntime":
+        import onnxruntime as ort
+        import torch
         onnx_path = Path(tempfile.mkdtemp()) / f"{tw.name}.onnx"
         torch.onnx.export(tm, torch.from_numpy(tw.sample(1)), str(onnx_path), input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
@@ -77,14 +75,16 @@ def peers(tw, threads: int, notes: dict):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         return lambda x: sess.run(None, {"x": x})[0]
+    if name in ("torch", "torch.compile"):
+        import torch
+        m = torch.compile(tm) if name == "torch.compile" else tm
 
-    def run_torch(m):
         def f(x):
             with torch.inference_mode():
                 return m(torch.from_numpy(x)).numpy()
         return f
-
-    def make_keras_jit():
+    if name == "keras-jit":
+        import jax
         # copies: keras' own predict may donate the variables' buffers
         tv = [jax.numpy.array(v.value) for v in ke.trainable_variables]
         ntv = [jax.numpy.array(v.value) for v in ke.non_trainable_variables]
@@ -94,43 +94,137 @@ def peers(tw, threads: int, notes: dict):
             y, _ = ke.stateless_call(tv, ntv, x, training=False)
             return y
         return lambda x: np.asarray(keras_jit(tv, ntv, x))
-
-    guarded("onnxruntime", make_onnx)
-    guarded("torch", lambda: run_torch(tm))
-    guarded("torch.compile", lambda: run_torch(torch.compile(tm)))
-    guarded("keras-jit", make_keras_jit)
-    guarded("keras-predict", lambda: lambda x: ke.predict(x, batch_size=max(len(x), 1),
-                                                             verbose=0))
-    return fns
+    if name == "keras-predict":
+        return lambda x: ke.predict(x, batch_size=max(len(x), 1), verbose=0)
+    raise ValueError(f"unknown peer {name!r}")
 
 
-def inference(tw, threads: int, rounds: int, calls: int) -> dict:
-    notes: dict = {}
-    fns = peers(tw, threads, notes)
-    x1, x256 = tw.sample(1), tw.sample(256)
-    ref = fns["kiln"](x256)
-    for name in list(fns):   # equal outputs before anything is timed
-        if name == "kiln":
-            continue
+def _peer_worker(model: str, peer: str, threads: int, conn):
+    """A peer's process: build the model's twins (same seeds, same weights in every
+    process), then this peer alone, and answer the parent's requests."""
+    sys.path.insert(0, str(HERE))
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        from models import MODELS
+        tw = MODELS[model]()
+        fn = make_peer(tw, peer, threads)
+    except Exception as e:   # noqa: BLE001 -- reported, never hidden
+        conn.send(("error", f"could not be built: {type(e).__name__}: {str(e)[:200]}"))
+        return
+    conn.send(("ok", (tw.input_shape, tw.input_dtype, tw.vocab)))
+    while True:
+        cmd, *args = conn.recv()
         try:
-            y = np.asarray(fns[name](x256))
-            np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-4, err_msg=name)
-        except Exception as e:   # noqa: BLE001 -- never time a different model
-            why = (f"max abs difference {np.max(np.abs(y - ref)):.3g} (rtol 1e-3, atol 1e-4)"
-                   if isinstance(e, AssertionError) and y.shape == ref.shape
-                   else f"{type(e).__name__}: {str(e).strip()[:200]}")
-            notes[name] = f"output differs from kiln's: {why}"
-            print(f"  note: {tw.name}: skipping {name}: {notes[name]}", flush=True)
-            del fns[name]
-    res: dict = {"latency_b1_s": {}, "throughput_b256": {}, "skipped": notes}
-    for name, f in fns.items():
-        n = calls if name != "keras-predict" else max(20, calls // 10)
-        res["latency_b1_s"][name] = [median_call(lambda: f(x1), n) for _ in range(rounds)]
-        res["throughput_b256"][name] = [256 / median_call(lambda: f(x256), max(10, n // 10), 3)
-                                        for _ in range(rounds)]
-        print(f"  {tw.name} {name}: b1 {statistics.median(res['latency_b1_s'][name]) * 1e3:.3f} ms, "
-              f"b256 {statistics.median(res['throughput_b256'][name]):.0f}/s", flush=True)
-    return res
+            if cmd == "exit":
+                return
+            if cmd == "run":
+                conn.send(("ok", np.asarray(fn(args[0]))))
+            elif cmd == "time":
+                x, calls, warmup = args
+                conn.send(("ok", median_call(lambda: fn(x), calls, warmup)))
+        except Exception as e:   # noqa: BLE001
+            conn.send(("error", f"{type(e).__name__}: {str(e).strip()[:200]}"))
+
+
+class Peers:
+    """One process per peer for one model; ``ask(peer, cmd, ...)`` -> its answer, or
+    None after noting why the peer is out (notes[peer])."""
+
+    def __init__(self, model: str, threads: int, notes: dict):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")      # no inherited thread pools or JIT state
+        self.notes, self.live, self.procs = notes, {}, []
+        started = {}
+        for peer in PEERS:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_peer_worker, args=(model, peer, threads, child), daemon=True)
+            proc.start()
+            self.procs.append(proc)
+            started[peer] = parent
+        self.info = None
+        for peer, conn in started.items():
+            status, payload = self._recv(peer, conn)
+            if status == "ok":
+                self.live[peer] = conn
+                self.info = self.info or payload
+            else:
+                self._drop(peer, payload, conn)
+
+    def _recv(self, peer, conn):
+        try:
+            return conn.recv()
+        except (EOFError, OSError) as e:
+            return "error", f"its process died: {type(e).__name__}"
+
+    def _drop(self, peer, why, conn=None):
+        self.notes[peer] = why
+        print(f"  note: skipping {peer}: {why}", flush=True)
+        self.live.pop(peer, None)
+
+    def ask(self, peer, *msg):
+        conn = self.live[peer]
+        conn.send(msg)
+        status, payload = self._recv(peer, conn)
+        if status != "ok":
+            self._drop(peer, payload)
+            return None
+        return payload
+
+    def close(self):
+        for conn in self.live.values():
+            try:
+                conn.send(("exit",))
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+def inference(model: str, threads: int, rounds: int, calls: int) -> dict:
+    from models import Twins
+    notes: dict = {}
+    peers = Peers(model, threads, notes)
+    try:
+        if "kiln" not in peers.live:
+            raise RuntimeError(f"kiln could not run {model}: {notes.get('kiln')}")
+        shape, dtype, vocab = peers.info
+        tw = Twins(model, None, None, None, shape, dtype, vocab)
+        x1, x256 = tw.sample(1), tw.sample(256)
+        ref = peers.ask("kiln", "run", x256)
+        for name in [p for p in peers.live if p != "kiln"]:   # equal outputs before timing
+            y = peers.ask(name, "run", x256)
+            if y is None:
+                continue
+            try:
+                np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-4, err_msg=name)
+            except AssertionError:
+                why = (f"max abs difference {np.max(np.abs(y - ref)):.3g} (rtol 1e-3, atol 1e-4)"
+                       if y.shape == ref.shape else f"shape {y.shape}, kiln's {ref.shape}")
+                peers._drop(name, f"output differs from kiln's: {why}")
+        res: dict = {"latency_b1_s": {}, "throughput_b256": {}, "skipped": notes}
+        for r in range(rounds):
+            for name in list(peers.live):
+                n = calls if name != "keras-predict" else max(20, calls // 10)
+                time.sleep(SETTLE_S)
+                b1 = peers.ask(name, "time", x1, n, 20)
+                time.sleep(SETTLE_S)
+                b256 = peers.ask(name, "time", x256, max(10, n // 10), 3)
+                if b1 is None or b256 is None:
+                    continue
+                res["latency_b1_s"].setdefault(name, []).append(b1)
+                res["throughput_b256"].setdefault(name, []).append(256 / b256)
+        for name in notes:          # a peer that failed mid-run: no partial figures
+            res["latency_b1_s"].pop(name, None)
+            res["throughput_b256"].pop(name, None)
+        for name in res["latency_b1_s"]:
+            print(f"  {model} {name}: b1 {statistics.median(res['latency_b1_s'][name]) * 1e3:.3f} ms, "
+                  f"b256 {statistics.median(res['throughput_b256'][name]):.0f}/s", flush=True)
+        return res
+    finally:
+        peers.close()
 
 
 # -- training ----------------------------------------------------------------------------
@@ -431,9 +525,7 @@ def main(argv=None):
 
     for name in names:
         print(f"[{name}] inference", flush=True)
-        tw = MODELS[name]()
-        results["models"][name] = inference(tw, args.threads, args.rounds, args.calls)
-        del tw
+        results["models"][name] = inference(name, args.threads, args.rounds, args.calls)
         if name in TRAIN_MODELS and not args.skip_train:
             print(f"[{name}] training, {args.train_samples} samples/epoch", flush=True)
             results["models"][name]["train_samples_s"] = training(
