@@ -346,6 +346,8 @@ KB = 16      # panel rows per block when packing a transpose
 #: run-time packs of at least this many elements go to the thread pool (a strided,
 #: transposing copy: an attention's k^T at batch 1, 16k elements, takes ~9 us serially)
 PACK_MIN_WORK = 1 << 14
+#: whole panels by vectors and transposes by register blocks (False: element by element,
+#: for A/B measurements)
 VECTOR_PACK = True
 
 
