@@ -30,12 +30,20 @@ MR = 6        # rows of C per register tile
 GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
 
 
-def _vec_width(nr: int) -> int:
+def vec_width(n: int) -> int:
+    """The widest float32 vector of the target (a power of two) that divides n."""
     lanes = targets.current().f32_lanes
-    w = min(lanes, nr)
-    while nr % w:
+    w = min(lanes, n)
+    while n % w:
         w //= 2
     return max(w, 1)
+
+
+def nan_max(b, x, cur):
+    """max_pool2d's maximum of x and cur: NaN wins (numpy's max)."""
+    take = b.or_(b.fcmp_unordered("uno", x, x),
+                 b.and_(b.fcmp_ordered("ord", cur, cur), b.fcmp_ordered(">", x, cur)))
+    return b.select(take, x, cur)
 
 
 class MatrixRows:
@@ -89,7 +97,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         rows_per = kc.affine(Affine.product(a_t.shape[-2:-1]))
         row_range = (b.mul(batch, rows_per), b.mul(b.add(batch, I64(1)), rows_per))
     dt = a_t.dtype
-    VW = _vec_width(NR)
+    VW = vec_width(NR)
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
     vptr = vt.as_pointer()
@@ -178,10 +186,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             src.k_loop(row_ids, step)
             for arow, mrow in zip(acc, mx):
                 for a, m_ in zip(arow, mrow):
-                    x, cur = b.load(a), b.load(m_)
-                    take = b.or_(b.fcmp_unordered("uno", x, x),
-                                 b.and_(b.fcmp_ordered("ord", cur, cur), b.fcmp_ordered(">", x, cur)))
-                    b.store(b.select(take, x, cur), m_)
+                    b.store(nan_max(b, b.load(a), b.load(m_)), m_)
         for arow, mrow in zip(acc, mx):
             for a, m_ in zip(arow, mrow):
                 b.store(b.load(m_), a)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
-from ... import target as targets
 from ...ir.ops.winograd import AT, BT, tiles
 from .emit import I64, LLTYPE
 from .kernels import kernel, kernel_context
 from .kernels_attention import _gemm_node
-from .kernels_gemm import MR, gemm_packed_into
+from .kernels_gemm import MR, gemm_packed_into, nan_max, vec_width
 
 BUF_FLOATS = 1 << 15       # each of V and M: 128 KB
 MAX_TILES = 48             # rows of one GEMM (8 MR blocks)
@@ -54,13 +53,6 @@ def plan(node) -> dict:
     groups = -(-P // per_group)
     return dict(H=H, W=W, C=C, P=P, NR=NR, OH=OH, OW=OW, O=O, pool=pool, tw=tw, T=T, tb=tb,
                 blocks=blocks, groups=groups, per_group=per_group)
-
-
-def _lanes(n: int) -> int:
-    w = min(targets.current().f32_lanes, n)
-    while n % w:
-        w //= 2
-    return max(w, 1)
 
 
 def _combine(b, coeffs, vals):
@@ -102,7 +94,7 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
     H, W, C, P, NR, OH, OW, O = (p[k] for k in ("H", "W", "C", "P", "NR", "OH", "OW", "O"))
     tw, T, TB, blocks, groups, per_group = (p[k] for k in ("tw", "T", "tb", "blocks", "groups", "per_group"))
     pt, _, pl, _ = node.attrs["pads"]
-    vc, vo = _lanes(C), _lanes(O)
+    vc, vo = vec_width(C), vec_width(O)
     vct, vot = ll.VectorType(ft, vc), ll.VectorType(ft, vo)
     with b.goto_entry_block():
         v_buf = b.bitcast(b.alloca(ll.ArrayType(ft, 16 * TB * C), name="wino_v"), ft.as_pointer())
@@ -184,7 +176,7 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
                              align=dt.itemsize) for j in range(4)] for i in range(4)]
                 y = [v for row in _transform(b, AT, m, AT) for v in row]
                 if p["pool"]:
-                    y = [_max(b, _max(b, y[0], y[1]), _max(b, y[2], y[3]))]
+                    y = [nan_max(b, nan_max(b, y[0], y[1]), nan_max(b, y[2], y[3]))]
                 for v, q, ok in zip(y, pix, inside):
                     dst = vec(out_ptr, b.add(b.mul(q, I64(O)), o), vot)
                     if ok is not None:
@@ -197,13 +189,6 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
                     else:
                         with b.if_then(ok):
                             epilogue(q, o0, b.sub(o1, o0))
-
-
-def _max(b, x, cur):
-    """max_pool2d's maximum: NaN wins (as in the conv's own pooling, kernels_gemm)."""
-    take = b.or_(b.fcmp_unordered("uno", x, x),
-                 b.and_(b.fcmp_ordered("ord", cur, cur), b.fcmp_ordered(">", x, cur)))
-    return b.select(take, x, cur)
 
 
 @kernel("conv2d_winograd")
