@@ -30,6 +30,11 @@ from .kernels_gemm import MR, gemm_packed_into, nan_max, vec_width
 BUF_FLOATS = 1 << 15       # each of V and M: 128 KB
 MAX_TILES = 48             # rows of one GEMM (8 MR blocks)
 MIN_WORK = 1 << 16
+#: a unit's share of the transformed kernel U (16 x C x its columns) is at most this
+#: when U is larger, and units go group by group (the pool gives each thread a run of
+#: consecutive units: its groups' U stays in its L2 across images)
+U_BYTES = 256 << 10
+GROUP_MAJOR = True
 
 
 def plan(node) -> dict:
@@ -50,9 +55,13 @@ def plan(node) -> dict:
     # fewer than 4 tile blocks per image: split the output panels too
     groups = 1 if blocks >= 4 or P == 1 else min(P, -(-4 // blocks))
     per_group = -(-P // groups)
+    panel_bytes = 16 * C * NR * node.inputs[0].type.dtype.itemsize
+    group_major = GROUP_MAJOR and P * panel_bytes > U_BYTES
+    if group_major:         # U too large to stay in a core's L2: a group's share of it is not
+        per_group = min(per_group, max(1, U_BYTES // panel_bytes))
     groups = -(-P // per_group)
     return dict(H=H, W=W, C=C, P=P, NR=NR, OH=OH, OW=OW, O=O, pool=pool, tw=tw, T=T, tb=tb,
-                blocks=blocks, groups=groups, per_group=per_group)
+                blocks=blocks, groups=groups, per_group=per_group, group_major=group_major)
 
 
 def _combine(b, coeffs, vals):
@@ -111,9 +120,14 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
         return b.select(b.icmp_signed(">", v, I64(hi_ - 1)), I64(hi_ - 1), v)
 
     with tc.loop(hi, start=lo, name="u") as u:
-        img = b.sdiv(u, I64(blocks * groups))
-        rest = b.srem(u, I64(blocks * groups))
-        blk, grp = b.sdiv(rest, I64(groups)), b.srem(rest, I64(groups))
+        if p["group_major"]:        # (group, image, block)
+            per = b.mul(tc.dim(node.inputs[0].type.shape[0]), I64(blocks))
+            grp, rest = b.sdiv(u, per), b.srem(u, per)
+            img, blk = b.sdiv(rest, I64(blocks)), b.srem(rest, I64(blocks))
+        else:                       # (image, block, group)
+            img = b.sdiv(u, I64(blocks * groups))
+            rest = b.srem(u, I64(blocks * groups))
+            blk, grp = b.sdiv(rest, I64(groups)), b.srem(rest, I64(groups))
         t0 = b.mul(blk, I64(TB))
         count = b.sub(I64(T), t0)
         count = b.select(b.icmp_signed("<", count, I64(TB)), count, I64(TB))
