@@ -135,7 +135,11 @@ def layout(g: Graph) -> Graph:
         a = n.attrs
         if WINOGRAD and is_known(w) and winograd_fits(x.type, w.type, a):
             if ("winograd", w) not in packed:
-                u = new_g.constant(winograd_weights(np.asarray(known_value(w))))
+                # a param, not a constant node: the IR text (printed by the verifier
+                # after every pass, hashed for the compile cache) names it, never
+                # spells out its 16*C*O values
+                u = new_g.add_param(new_g.unique_param_name("winograd"),
+                                    winograd_weights(np.asarray(known_value(w))))
                 packed[("winograd", w)] = new_g.op("pack_panels", u, nr=nr)
             return (new_g.op("conv2d_winograd", x, packed[("winograd", w)], n=o, pads=a["pads"]),)
         if w not in packed:
