@@ -132,22 +132,15 @@ def emit_fusion(module, name, node, symbols):
             gemm_packed_into(tc, master, tc.args[0], a, bp, row, **ranges)
 
         gemm_packed_parallel(kc, master, emit)
-    elif master.op.family == "conv2d" and depthwise_ok(master):   # depthwise rows + epilogue
+    elif _unit_kernel(master) is not None:               # units (rows, tiles) + epilogue
+        units, parallel = _unit_kernel(master)
+
         def emit(tc, lo, hi):
             t_args = _in_ptrs(tc, body)
             row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
-            x, w = (t_args[v] for v in master.inputs)
-            depthwise_rows(tc, master, tc.args[0], x, w, lo, hi, row)
+            units(tc, master, tc.args[0], *(t_args[v] for v in master.inputs), lo, hi, row)
 
-        depthwise_parallel(kc, master, emit)
-    elif master.op.family == "conv2d_winograd":         # Winograd units + epilogue per pixel
-        def emit(tc, lo, hi):
-            t_args = _in_ptrs(tc, body)
-            row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
-            x, up = (t_args[v] for v in master.inputs)
-            winograd_units(tc, master, tc.args[0], x, up, lo, hi, row)
-
-        winograd_parallel(kc, master, emit)
+        parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue
         c = master.outputs[0]
         fn = KERNELS[master.op.family](module, f"{name}.master", master, symbols)
@@ -180,6 +173,18 @@ def emit_fusion(module, name, node, symbols):
     else:
         raise NotImplementedError(f"no fused kernel for a group around {master.op.name}")
     return kc.finish()
+
+
+def _unit_kernel(master):
+    """(units, parallel) of a master whose kernel works in units that finish output
+    pixels -- ``units(tc, node, out, x, w, lo, hi, epilogue)`` over the units a task got,
+    ``parallel(kc, node, emit)`` splitting them across the pool -- or None: depthwise
+    conv rows, Winograd tile blocks."""
+    if master.op.family == "conv2d" and depthwise_ok(master):
+        return depthwise_rows, depthwise_parallel
+    if master.op.family == "conv2d_winograd":
+        return winograd_units, winograd_parallel
+    return None
 
 
 def slice_view(n):
