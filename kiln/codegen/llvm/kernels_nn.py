@@ -1,5 +1,5 @@
-"""Direct (loop-nest) kernels for conv2d and conv2d_transpose, NHWC; 2D pooling
-dispatches to the channel-vectorized kernels of kernels_pool.py.
+"""Direct (loop-nest) kernels for conv2d (NHWC); conv2d_transpose and 2D pooling
+dispatch to kernels_convt.py (gather form) and kernels_pool.py (channel vectors).
 
 Correct first: every loop nest keeps a contiguous channel loop innermost so LLVM
 vectorizes it; window positions that fall in the padding are skipped by bounds
@@ -8,7 +8,7 @@ register-blocked microkernels replace these in [cpu-speed].
 """
 from __future__ import annotations
 
-from .emit import I64, LLTYPE, const
+from .emit import I64, const
 from .kernels import kernel, kernel_context
 from . import kernels_convt, kernels_pool
 from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
@@ -137,51 +137,10 @@ def _mac(kc, dt, out_ptr, oi, xv, w_ptr, wi):
 
 @kernel("conv2d_transpose")
 def emit_conv2d_transpose(module, name, node, symbols):
-    """Scatter form: zero the output; for each input pixel and kernel tap (i, j) whose
-    output pixel (y*sh + i*dh - top, x*sw + j*dw - left) is inside the output, add
-    sum_c x[pixel, c] * w[i, j, o, c] to out[.., o] for every o (the sum over c runs
-    along contiguous rows of x and of the (kh,kw,O,C) kernel). Static spatial sizes run
-    the gather form of kernels_convt.py instead."""
+    """The gather form of kernels_convt.py (register-blocked across images). Its type
+    needs static spatial sizes, so no other form is needed."""
     kc = kernel_context(module, name, node, symbols)
-    if all(isinstance(d, int) for d in node.inputs[0].type.shape[1:]):
-        kernels_convt.emit_conv2d_transpose_gather(kc, node)
-        return kc.finish()
-    b = kc.b
-    x_t, w_t, out_t = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
-    dt = x_t.dtype
-    out_ptr, x_ptr, w_ptr = kc.args
-    _, H, W, C = x_t.shape
-    kh, kw, O, _ = w_t.shape
-    _, Ho, Wo, _ = out_t.shape
-    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
-    pt, _, pl, _ = node.attrs["pads"]
-    N = kc.dim(x_t.shape[0])
-    with kc.loop(b.mul(N, I64(Ho * Wo * O)), name="z") as z:
-        kc.store(const(dt, 0), out_ptr, z, dt)
-    with b.goto_entry_block():
-        acc_slot = b.alloca(LLTYPE[dt])
-    red = ["reassoc", "nsz", "contract"]
-    with kc.loop(N, name="n") as n:
-        with kc.loop(I64(H), name="y") as y:
-            with kc.loop(I64(W), name="x") as x:
-                xbase = b.mul(_lin(b, n, y, H, x, W), I64(C))
-                with kc.loop(I64(kh), name="i") as i:
-                    oy = b.add(b.mul(y, I64(sh)), b.sub(b.mul(i, I64(dh)), I64(pt)))
-                    with b.if_then(_in_range(b, oy, Ho)):
-                        with kc.loop(I64(kw), name="j") as j:
-                            ox = b.add(b.mul(x, I64(sw)), b.sub(b.mul(j, I64(dw)), I64(pl)))
-                            with b.if_then(_in_range(b, ox, Wo)):
-                                obase = b.mul(_lin(b, n, oy, Ho, ox, Wo), I64(O))
-                                wbase = b.mul(_lin(b, i, j, kw), I64(O * C))
-                                with kc.loop(I64(O), name="o") as o:
-                                    wrow = b.add(wbase, b.mul(o, I64(C)))
-                                    b.store(const(dt, 0), acc_slot)
-                                    with kc.loop(I64(C), name="c") as c:
-                                        p = b.fmul(kc.load(x_ptr, b.add(xbase, c), dt),
-                                                   kc.load(w_ptr, b.add(wrow, c), dt), flags=red)
-                                        b.store(b.fadd(b.load(acc_slot), p, flags=red), acc_slot)
-                                    oi = b.add(obase, o)
-                                    kc.store(b.fadd(kc.load(out_ptr, oi, dt), b.load(acc_slot)), out_ptr, oi, dt)
+    kernels_convt.emit_conv2d_transpose_gather(kc, node)
     return kc.finish()
 
 
