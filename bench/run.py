@@ -144,20 +144,21 @@ class Peers:
             started[peer] = parent
         self.info = None
         for peer, conn in started.items():
-            status, payload = self._recv(peer, conn)
+            status, payload = self._recv(conn)
             if status == "ok":
                 self.live[peer] = conn
                 self.info = self.info or payload
             else:
-                self._drop(peer, payload, conn)
+                self._drop(peer, payload)
 
-    def _recv(self, peer, conn):
+    @staticmethod
+    def _recv(conn):
         try:
             return conn.recv()
         except (EOFError, OSError) as e:
             return "error", f"its process died: {type(e).__name__}"
 
-    def _drop(self, peer, why, conn=None):
+    def _drop(self, peer, why):
         self.notes[peer] = why
         print(f"  note: skipping {peer}: {why}", flush=True)
         self.live.pop(peer, None)
@@ -165,7 +166,7 @@ class Peers:
     def ask(self, peer, *msg):
         conn = self.live[peer]
         conn.send(msg)
-        status, payload = self._recv(peer, conn)
+        status, payload = self._recv(conn)
         if status != "ok":
             self._drop(peer, payload)
             return None
