@@ -48,6 +48,7 @@ NO_VJP = {
     "conv2d_winograd": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention": "layout ops are inserted after autodiff: differentiate before the layout pass",
+    "lstm_cell_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "max_pool2d_grad": "second-order gradients through max pooling are not implemented",
 }
 

@@ -23,7 +23,11 @@ transform G g G^T is computed here, packed, and folded): ResNet-style models at 
 1 and 256 ran 25-28% faster, the seed CNN 19-27% (in-process A/B, 2 cores).
 A ``scan`` whose body only multiplies by a known loop-invariant weight (an RNN's
 recurrent kernel) gets that weight packed once, outside the loop, and its body's
-matmul becomes ``matmul_packed``. Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
+matmul becomes ``matmul_packed``. An LSTM step in such a body -- GEMM, bias, gate slices,
+activations, cell update (kiln/passes/lstm_cell.py finds it) -- with a known kernel and
+bias becomes one ``lstm_cell_packed`` (kiln/ir/ops/lstm.py): the kernel's and bias'
+columns are interleaved here so each panel holds the four gates of NR/4 units, and the
+gates run as the GEMM's epilogue (LSTM batch 1: 9% faster, in-process A/B). Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
 run after this pass, so the pass memoizes per weight itself).
 """
 from __future__ import annotations
@@ -33,8 +37,10 @@ import numpy as np
 from .. import target as targets
 from ..ir.graph import Graph
 from ..ir.opdef import OpTypeError, get_op
+from ..ir.ops.lstm import interleave
 from ..ir.ops.winograd import winograd_weights
 from ..ir.types import DType
+from .lstm_cell import match_cells
 from .manager import register_pass
 
 
@@ -48,6 +54,8 @@ WINOGRAD = True
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MAX_CHANNELS = 256
 WINOGRAD_MIN_PIXELS = 16
+#: an LSTM step in a recurrence with a known kernel becomes one lstm_cell_packed
+LSTM_CELL = True
 
 
 def winograd_fits(x_t, w_t, attrs) -> bool:
@@ -199,22 +207,40 @@ def layout(g: Graph) -> Graph:
         first_inv = a["num_carries"] + a["num_sequences"]
         (body,) = n.regions
         users = body.users()
+        new_ins = list(ins)
+        invariant = {body.inputs[j]: j for j in range(first_inv, len(ins))}
+        cells = []
+        for cell in (match_cells(body) if LSTM_CELL else []):
+            jw, jb = invariant.get(cell.w), invariant.get(cell.bias)
+            units = cell.w.type.shape[1] // 4
+            if (jw is None or jb is None or not is_known(ins[jw]) or not is_known(ins[jb])
+                    or not cell.w.type.is_static or units % (nr // 4)):
+                continue
+            order = interleave(4 * units, nr // 4)      # each panel: 4 gates of nr/4 units
+            w = new_g.add_param(new_g.unique_param_name("lstm_kernel"),
+                                np.ascontiguousarray(np.asarray(known_value(ins[jw]))[:, order]))
+            new_ins[jw] = new_g.op("pack_panels", w, nr=nr)
+            new_ins[jb] = new_g.add_param(new_g.unique_param_name("lstm_bias"),
+                                          np.asarray(known_value(ins[jb]))[order])
+            cells.append(cell)
         targets = []
         for j in range(first_inv, len(ins)):
             w, arg = ins[j], body.inputs[j]
             uses = users.get(arg, [])
-            if (is_known(w) and w.type.rank == 2 and w.type.is_static and w.dtype is DType.f32
+            if new_ins[j] is ins[j] and (
+                    is_known(w) and w.type.rank == 2 and w.type.is_static and w.dtype is DType.f32
                     and uses and all(u.op.name == "matmul" and u.inputs[1] is arg
                                      and u.inputs[0] is not arg for u in uses)):
                 targets.append(j)
-        if not targets:
+        if not targets and not cells:
             return None
-        new_ins = list(ins)
         for j in targets:
             if ins[j] not in packed:
                 packed[ins[j]] = new_g.op("pack_panels", ins[j], nr=nr)
             new_ins[j] = packed[ins[j]]
-        new_body = _pack_body(body, {body.inputs[j]: new_ins[j].type for j in targets})
+        retyped = {body.inputs[j]: new_ins[j].type for j in targets}
+        retyped.update({c.w: new_ins[invariant[c.w]].type for c in cells})
+        new_body = _pack_body(body, retyped, cells, nr)
         nn = new_g.make_node(n.op, new_ins, n.attrs, (new_body,))
         new_g.nodes.append(nn)
         return nn.outputs
@@ -310,13 +336,24 @@ def _transposed(v):
     return p.inputs[0] if p is not None and tuple(p.attrs["perm"]) == (1, 0) else None
 
 
-def _pack_body(body: Graph, packed_types: dict) -> Graph:
-    """``body`` with the given inputs retyped to panels and their matmuls packed."""
+def _pack_body(body: Graph, packed_types: dict, cells=(), nr: int = 0) -> Graph:
+    """``body`` with the given inputs retyped to panels and their matmuls packed, and
+    each LSTM step of ``cells`` (kiln/passes/lstm_cell.py: its kernel and bias already
+    interleaved and packed) one ``lstm_cell_packed``."""
     out = Graph(body.name)
     env = {}
     for v in body.inputs:
         env[v] = out.add_input(v.name, packed_types.get(v, v.type))
+    replaced = {n: cell for cell in cells for n in cell.nodes}
     for n in body.nodes:
+        if n in replaced:             # one op for the cell, where c' is made
+            cell = replaced[n]
+            if n is cell.c_node:
+                h, c = out.op("lstm_cell_packed", *(env[v] for v in (cell.xh, cell.w, cell.bias, cell.c)),
+                              n=cell.w.type.shape[1], block=nr // 4, activation=cell.activation,
+                              recurrent_activation=cell.recurrent_activation)
+                env[cell.c_node.outputs[0]], env[cell.h_node.outputs[0]] = c, h
+            continue
         ins = [env[v] for v in n.inputs]
         if n.op.name == "matmul" and n.inputs[1] in packed_types:
             nn = out.make_node("matmul_packed", ins, {"n": n.inputs[1].type.shape[1]})

@@ -18,7 +18,8 @@ def _row_local(n, row: set, B) -> bool:
     """Whether row r of ``n``'s result reads only row r of its row-valued operands
     (``row``: values with the batch rows along axis 0, made during the step)."""
     out = n.outputs[0].type
-    if (len(n.outputs) != 1 and n.op.family != "fusion") or not out.rank or out.shape[0] != B \
+    if (len(n.outputs) != 1 and n.op.family not in ("fusion", "lstm_cell_packed")) \
+            or not out.rank or out.shape[0] != B \
             or any(o.type.rank != out.rank or o.type.shape[0] != B for o in n.outputs):
         return False
     fam, a = n.op.family, n.attrs
@@ -43,6 +44,8 @@ def _row_local(n, row: set, B) -> bool:
         return out.rank > 2 or n.inputs[1] not in row
     if fam == "matmul_packed":             # [B,K] @ packed W (the CPU's layout pass)
         return not a["transpose_a"] and n.inputs[1] not in row
+    if fam == "lstm_cell_packed":          # rows of [x, h] and c; packed W and bias
+        return n.inputs[1] not in row and n.inputs[2] not in row
     return False
 
 

@@ -22,6 +22,8 @@ from ..ir.opdef import OpTypeError
 from .manager import register_pass
 
 RULES: dict = {}
+#: transpose(gather(table, idx)) -> gather(table, transpose(idx)) (False: for A/B runs)
+MOVE_GATHER_INDICES = True
 
 
 def rule(*ops):
@@ -39,12 +41,19 @@ class Ctx:
         self.g = g
         self.producer: dict = {}
         self.known: set = set()
+        self.old_users: dict = {}
+        self.old_outputs: set = set()
 
     def add(self, n: Node):
         for o in n.outputs:
             self.producer[o] = n
         if n.inputs and all(v in self.known for v in n.inputs) or n.op.family == "constant":
             self.known.update(n.outputs)
+
+    def single_use(self, old: Value) -> bool:
+        """Whether value ``old`` of the graph being rewritten has one reader (a node,
+        not a graph output): a rule replacing that reader may drop it."""
+        return len(self.old_users.get(old, ())) == 1 and old not in self.old_outputs
 
     def op_of(self, v: Value):
         n = self.producer.get(v)
@@ -100,6 +109,15 @@ def _transpose(ctx, n, x):
         inner = ctx.producer[x]
         p = tuple(inner.attrs["perm"][i] for i in perm)
         return inner.inputs[0] if p == tuple(range(len(p))) else ctx.emit("transpose", inner.inputs[0], perm=p)
+    if (MOVE_GATHER_INDICES and ctx.op_of(x) == "gather" and ctx.producer[x].attrs["axis"] == 0
+            and ctx.single_use(n.inputs[0])):
+        # rows gathered, then moved among the index axes (an embedding made time-major
+        # for a recurrence): gather by the moved indices -- a transpose of one index
+        # per row instead of one of the rows
+        table, idx = ctx.producer[x].inputs
+        m = idx.type.rank
+        if tuple(perm[m:]) == tuple(range(m, len(perm))):
+            return ctx.emit("gather", table, ctx.emit("transpose", idx, perm=tuple(perm[:m])), axis=0)
 
 
 @rule("reshape")
@@ -193,6 +211,7 @@ def _sweep(g: Graph) -> tuple:
     changed = False
     new = Graph(g.name)
     ctx = Ctx(new)
+    ctx.old_users, ctx.old_outputs = g.users(), set(g.outputs) | {v for _, v in g.updates}
     env: dict = {}
     for v in g.inputs:
         env[v] = new.add_input(v.name, v.type)

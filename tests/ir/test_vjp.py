@@ -267,6 +267,11 @@ def _no_vjp_use(g, op, x):
         q = g.op("reshape", x, shape=("N", 4, 4, 2))
         kp = g.op("pack_panels", q, nr=4, perm=(0, 1, 3, 2))
         return x, g.op(op, q, kp, g.op("pack_panels", q, nr=4), n_s=4, n=2)
+    if op == "lstm_cell_packed":
+        xh = g.op("reshape", x, shape=("N", 32))
+        c = g.op("reshape", g.op("slice", x, axes=(1,), begin=(0,), end=(1,)), shape=("N", 8))
+        wp = g.op("pack_panels", g.constant(np.ones((32, 32), np.float32)), nr=32)
+        return x, g.op(op, xh, wp, g.constant(np.zeros(32, np.float32)), c, n=32, block=8)[0]
     raise AssertionError(f"tell _no_vjp_use how to apply {op}")
 
 

@@ -110,6 +110,32 @@ def test_batchnorm_folds_into_dense_weights_and_bias():
     assert_same(g, out, rng)
 
 
+def test_gathered_rows_moved_among_index_axes_gather_by_moved_indices():
+    """transpose(gather(table, idx)) that keeps the table's axes last becomes a gather
+    of the transposed indices (an embedding made time-major for an RNN); values equal."""
+    text = """
+        graph @e(%x: i32[N,5]) -> f32[5,N,3] {
+          param %t: f32[7,3]
+          %0: f32[N,5,3] = gather(%t, %x) {axis=0}
+          %1: f32[5,N,3] = transpose(%0) {perm=[1, 0, 2]}
+          return %1
+        }"""
+    table = np.random.default_rng(0).random((7, 3), dtype=np.float32)
+    g = parse_with(text, t=table)
+    out = str(verify(dce(simplify(g))))
+    assert "transpose(%x) {perm=[1, 0]}" in out and out.count("gather(") == 1
+    x = np.random.default_rng(1).integers(0, 7, (4, 5)).astype(np.int32)
+    np.testing.assert_array_equal(kiln.interpret(simplify(g), x), table[x].transpose(1, 0, 2))
+    # the table's axis moved, or the rows read elsewhere too: kept
+    for body in ("%1: f32[N,3,5] = transpose(%0) {perm=[0, 2, 1]}\n  return %1",
+                 "%1: f32[5,N,3] = transpose(%0) {perm=[1, 0, 2]}\n  %2: f32[N,5,3] = exp(%0)\n"
+                 "  return %1, %2"):
+        outs = "f32[N,3,5]" if "0, 2, 1" in body else "f32[5,N,3], f32[N,5,3]"
+        kept = run(f"graph @k(%x: i32[N,5]) -> ({outs}) {{\n  param %t: f32[7,3]\n"
+                   f"  %0: f32[N,5,3] = gather(%t, %x) {{axis=0}}\n  {body}\n}}\n", t=table)
+        assert "transpose(%0)" in kept, kept
+
+
 def test_rules_are_a_table():
     assert {"mul", "add", "sub", "div", "neg", "transpose", "reshape", "cast"} <= set(RULES)
 

@@ -11,3 +11,4 @@ from . import kernels_grad  # noqa: E402,F401  (kernels of the ops backward pass
 from . import kernels_random  # noqa: E402,F401  (random_uniform)
 from . import kernels_attention  # noqa: E402,F401  (attention_packed)
 from . import kernels_winograd  # noqa: E402,F401  (conv2d_winograd)
+from . import kernels_lstm  # noqa: E402,F401  (lstm_cell_packed)

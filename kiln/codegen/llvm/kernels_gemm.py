@@ -73,13 +73,18 @@ class MatrixRows:
 
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
-                     row_range=None, batch=None, lda=None, ldc=None):
+                     row_range=None, batch=None, lda=None, ldc=None, c_at=None,
+                     rows_epilogue=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
     in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
     all). Batched panels: ``batch`` (an i64 value) picks the batch element -- its rows
     of A and C and its panels. ``tile_epilogue(row, j0, width)`` runs after each row of
     a tile is stored (row: flat row index of C; columns [j0, j0+width)). ``lda`` /
-    ``ldc``: row strides of a strided A (a plain matmul's) and C (default: contiguous)."""
+    ``ldc``: row strides of a strided A (a plain matmul's) and C (default: contiguous).
+    ``c_at(row)``: where a full panel's row of C goes instead (an epilogue's scratch --
+    C is then never in memory; every panel must be full). ``rows_epilogue(i, R, j0,
+    width)``: instead of ``tile_epilogue``, once per panel of a tile after its R rows
+    i..i+R are stored (R a Python int: independent rows for the out-of-order core)."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -159,7 +164,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
                 store_row(acc, g, r, i, j0, width, last)
-            if tile_epilogue is not None:
+            if rows_epilogue is not None:
+                rows_epilogue(i, R, j0, I64(width))
+            elif tile_epilogue is not None:
                 for r in range(R):
                     with row_guard(i, r, last):
                         tile_epilogue(b.add(i, I64(r)), j0, I64(width))
@@ -200,7 +207,10 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         crow = b.add(b.mul(b.add(i, I64(r)), ldc if ldc is not None else I64(n)), j0)
         vecs = acc[r][g * nvec:(g + 1) * nvec]
         spare = b.gep(tile_ptr, [I64(r * NR)], inbounds=True)
-        if width == NR:
+        if c_at is not None:
+            assert width == NR, "c_at: a partial panel"
+            dst = c_at(b.add(i, I64(r)))
+        elif width == NR:
             dst = b.gep(c_ptr, [crow], inbounds=True)
             if masked and r:
                 dst = b.select(b.icmp_signed("<=", b.add(i, I64(r)), last), dst, spare)

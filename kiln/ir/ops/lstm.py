@@ -1,0 +1,89 @@
+"""One LSTM step as one op: the gate GEMM and the gates, for the CPU's packed layout.
+
+    h', c' = lstm_cell_packed(xh, wp, bias, c){n, block, activation, recurrent_activation}
+
+``xh`` [N, K] is the step's input and the previous h side by side; ``wp`` the [K, n]
+kernel (n = 4 * units, Keras' gate order i, f, c, o) with its columns *interleaved by
+blocks* and packed by ``pack_panels``; ``bias`` [n] interleaved the same way; ``c``
+[N, units] the previous cell state. Interleaved by ``block``: column
+``4*block*q + block*k + j`` holds gate k of unit ``block*q + j`` (``interleave``), so
+each panel of the GEMM (nr = 4 * block columns on the CPU) holds all four gates of
+``block`` units, and the kernel computes the gates of a panel while its row of
+pre-activations is still in registers' reach -- the [N, 4*units] pre-activations are
+never written to memory and no separate gate kernel runs per step. Then, with
+``ra`` = recurrent_activation and ``act`` = activation (names of unary elementwise ops):
+
+    z = xh @ W + bias;  i, f, o = ra(z_i), ra(z_f), ra(z_o);  g = act(z_c)
+    c' = f * c + i * g;  h' = o * act(c')
+
+The layout pass makes it of a recurrence body's ``matmul -> add -> slices ->
+activations`` (kiln/passes/lstm_cell.py: inference with a known kernel).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..opdef import OPS, Attr, AttrKind, Kind, OpDef, OpTypeError, register
+from ..types import TensorType
+from .layout import unpack_panels
+
+GATES = 4
+
+
+def interleave(n: int, block: int) -> np.ndarray:
+    """Column order of the interleaved layout: entry q is the Keras column that column
+    q holds (``w[:, interleave(n, block)]`` interleaves a [K, n] kernel)."""
+    u = n // GATES
+    q = np.arange(u // block)[:, None, None]
+    k = np.arange(GATES)[None, :, None]
+    j = np.arange(block)[None, None, :]
+    return (k * u + q * block + j).reshape(-1)
+
+
+def unary_activation(name) -> bool:
+    """Whether ``name`` is a unary elementwise op (one operand, no attributes)."""
+    op = OPS.get(name)
+    return (op is not None and op.kind is Kind.ELEMENTWISE and op.num_inputs == 1
+            and not any(a.required for a in op.attrs))
+
+
+@register
+class LSTMCellPacked(OpDef):
+    name = "lstm_cell_packed"
+    kind = Kind.OPAQUE
+    family = "lstm_cell_packed"
+    num_inputs = 4
+    attrs = (Attr("n", AttrKind.INT), Attr("block", AttrKind.INT),
+             Attr("activation", AttrKind.STR, "tanh"),
+             Attr("recurrent_activation", AttrKind.STR, "sigmoid"))
+
+    def infer(self, xh: TensorType, wp: TensorType, bias: TensorType, c: TensorType, *, n, block,
+              activation, recurrent_activation):
+        for what, name in (("activation", activation), ("recurrent_activation", recurrent_activation)):
+            if not unary_activation(name):
+                raise OpTypeError(f"lstm_cell_packed: {what} must name a unary elementwise op "
+                                  f"(tanh, sigmoid, ...), got {name!r}")
+        if block < 1 or n % (GATES * block):
+            raise OpTypeError(f"lstm_cell_packed: n={n} must be 4 * units with units a multiple "
+                              f"of block={block}")
+        u = n // GATES
+        if (xh.rank != 2 or wp.rank != 3 or bias.shape != (n,) or c.rank != 2
+                or c.shape != (xh.shape[0], u)):
+            raise OpTypeError(f"lstm_cell_packed: expects xh [N, K], panels [P, K, nr], bias "
+                              f"[{n}] and c [N, {u}], got {xh}, {wp}, {bias}, {c}")
+        npanels, k, nr = wp.shape
+        if k != xh.shape[1] or npanels * nr != n or nr % (GATES * block):
+            raise OpTypeError(f"lstm_cell_packed: panels {wp} must hold [{xh.shape[1]}, {n}] in "
+                              f"whole panels of a multiple of {GATES * block} columns")
+        if len({xh.dtype, wp.dtype, bias.dtype, c.dtype}) != 1 or not xh.dtype.is_float:
+            raise OpTypeError(f"lstm_cell_packed: expects floating operands of one dtype, got "
+                              f"{xh}, {wp}, {bias}, {c}")
+        return c, c
+
+    def reference(self, xh, wp, bias, c, *, n, block, activation, recurrent_activation):
+        u = n // GATES
+        z = (xh @ unpack_panels(wp, n) + bias).reshape(len(xh), u // block, GATES, block)
+        zi, zf, zc, zo = (z[:, :, k, :].reshape(len(xh), u) for k in range(GATES))
+        act, ra = OPS[activation].reference, OPS[recurrent_activation].reference
+        c_new = (ra(zf) * c + ra(zi) * act(zc)).astype(c.dtype)
+        return (ra(zo) * act(c_new)).astype(c.dtype), c_new

@@ -1,0 +1,118 @@
+"""lstm_cell_packed: an LSTM step's gate GEMM with the gates as its epilogue (CPU
+layout pass, inference). Checked against Keras' LSTM equations in float64 numpy,
+written here, and against the interpreter of the graph before any pass."""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.ir import Graph, OpTypeError, TensorType, interpret
+from kiln.ir.ops.lstm import interleave
+from kiln.passes.layout import panel_width
+
+rng = np.random.default_rng(11)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def np_step(xh, w, b, c, act=np.tanh, ract=sigmoid):
+    """Keras' LSTM cell on [x, h] with the kernels stacked: gates i, f, c, o."""
+    u = c.shape[1]
+    z = xh.astype(np.float64) @ w + b
+    i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
+    c_new = ract(f) * c + ract(i) * act(g)
+    return ract(o) * act(c_new), c_new
+
+
+def cell_graph(k, u, nr, block, w, b, activation="tanh", recurrent_activation="sigmoid"):
+    g = Graph("cell")
+    xh = g.add_input("xh", TensorType(("N", k)))
+    c = g.add_input("c", TensorType(("N", u)))
+    order = interleave(4 * u, block)
+    wp = g.op("pack_panels", g.add_param("w", np.ascontiguousarray(w[:, order])), nr=nr)
+    h2, c2 = g.op("lstm_cell_packed", xh, wp, g.add_param("b", b[order]), c, n=4 * u, block=block,
+                  activation=activation, recurrent_activation=recurrent_activation)
+    g.set_outputs([h2, c2])
+    return g
+
+
+def test_interleave_puts_the_four_gates_of_a_block_of_units_side_by_side():
+    # 2 blocks of 2 units: i0 i1 f0 f1 c0 c1 o0 o1 | i2 i3 f2 f3 c2 c3 o2 o3
+    assert interleave(16, 2).tolist() == [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15]
+
+
+@pytest.mark.parametrize("k,u,nr,block", [(5, 4, 8, 2), (24, 16, 16, 4), (40, 16, 32, 8),
+                                          (7, 24, 32, 8), (3, 16, 64, 8)])
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "sigmoid"), ("tanh", "tanh")])
+def test_reference_and_kernel_are_keras_lstm_step(k, u, nr, block, acts):
+    fns = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": relu}
+    w = rng.standard_normal((k, 4 * u)).astype(np.float32) * 0.5
+    b = rng.standard_normal(4 * u).astype(np.float32)
+    g = cell_graph(k, u, nr, block, w, b, *acts)
+    exe = kiln.compile(g, cache=False)
+    for n in (1, 2, 7, 13):        # a GEMV, part of a tile, full tiles and a rest
+        xh = rng.standard_normal((n, k)).astype(np.float32)
+        c = rng.standard_normal((n, u)).astype(np.float32)
+        want = np_step(xh, w, b, c, fns[acts[0]], fns[acts[1]])
+        for got in (interpret(g, xh, c), exe(xh, c)):
+            for a, e in zip(got, want):
+                assert a.dtype == np.float32
+                np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
+
+
+def test_bad_operands_and_attributes_are_named():
+    g = Graph("bad")
+    xh = g.add_input("xh", TensorType(("N", 6)))
+    c = g.add_input("c", TensorType(("N", 4)))
+    wp = g.op("pack_panels", g.add_param("w", np.zeros((6, 16), np.float32)), nr=8)
+    b = g.add_param("b", np.zeros(16, np.float32))
+    with pytest.raises(OpTypeError, match="activation must name a unary elementwise op"):
+        g.op("lstm_cell_packed", xh, wp, b, c, n=16, block=2, activation="add")
+    with pytest.raises(OpTypeError, match="multiple of block=3"):
+        g.op("lstm_cell_packed", xh, wp, b, c, n=16, block=3)
+    with pytest.raises(OpTypeError, match=r"c \[N, 4\]"):
+        g.op("lstm_cell_packed", xh, wp, b, xh, n=16, block=2)
+    with pytest.raises(OpTypeError, match="whole panels"):
+        g.op("lstm_cell_packed", xh, wp, b, c, n=16, block=4, activation="tanh")
+
+
+def _lstm_graph(units, **kw):
+    layer = kiln.layers.LSTM(units, **kw)
+    layer.build((None, 9, 5))
+    layer.set_weights([rng.uniform(-0.5, 0.5, v.shape).astype(np.float32) for v in layer.weights])
+    g = Graph("lstm")
+    x = g.add_input("x", TensorType(("N", 9, 5)))
+    with g.building():
+        out = layer(x)
+    g.set_outputs(list(out) if isinstance(out, (list, tuple)) else [out])
+    return g
+
+
+@pytest.mark.parametrize("kw", [{}, {"return_sequences": True}, {"go_backwards": True},
+                                {"activation": "relu"}, {"return_state": True},
+                                {"use_bias": False}])
+def test_lstm_layers_compile_to_one_op_per_step(kw):
+    """The layout pass replaces the body's GEMM, bias, slices and gates with one
+    lstm_cell_packed when the units fill whole blocks (and the layer has a bias); the
+    results are the interpreter's (of the graph before any pass) at every batch size
+    -- a GEMV, tiles, a row-split recurrence -- and thread count."""
+    block = panel_width() // 4
+    for units in (2 * block, 3 * block + 1):
+        g = _lstm_graph(units, **kw)
+        for threads in (1, 2):
+            exe = kiln.compile(g, threads=threads, cache=False)
+            (scan,) = [n for n in exe.graph.nodes if n.op.name == "scan"]
+            ops = [n.op.name for n in scan.regions[0].nodes]
+            fused = units % block == 0 and kw.get("use_bias", True)
+            assert ("lstm_cell_packed" in ops) == fused, ops
+            for n in (1, 3, 37):
+                x = np.random.default_rng(n).standard_normal((n, 9, 5)).astype(np.float32)
+                want, got = interpret(g, x), exe(x)
+                for a, e in zip(got if isinstance(got, tuple) else (got,),
+                                want if isinstance(want, tuple) else (want,)):
+                    np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
