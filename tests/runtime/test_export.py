@@ -216,12 +216,18 @@ def test_functional_model_two_inputs_two_outputs(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(kiln.layers, "LSTM"), reason="kiln.layers has no LSTM yet")
-def test_lstm_host_matches_jit_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("fused", [False, True])
+def test_lstm_host_matches_jit_bit_for_bit(tmp_path, fused):
+    """Both recurrence bodies -- the generic one, and one lstm_cell_packed per step
+    (units filling whole panel blocks) -- run from C exactly as in the JIT."""
+    from kiln.passes.layout import panel_width
+    units = 2 * (panel_width() // 4) if fused else 2 * (panel_width() // 4) + 1
     kiln.utils.set_random_seed(5)
-    m = kiln.Sequential([kiln.Input(shape=(7, 5)), kiln.layers.LSTM(12), kiln.layers.Dense(3)])
+    m = kiln.Sequential([kiln.Input(shape=(7, 5)), kiln.layers.LSTM(units), kiln.layers.Dense(3)])
+    assert ("lstm_cell_packed" in kiln.compile(m).ir) == fused
     e = export(m, tmp_path / "lstm", name="lstm")
-    x = np.random.default_rng(7).standard_normal((4, 7, 5)).astype(np.float32)
-    (got,) = run_c(build_main(e), e, [x], 4, tmp_path)
+    x = np.random.default_rng(7).standard_normal((40, 7, 5)).astype(np.float32)
+    (got,) = run_c(build_main(e), e, [x], 40, tmp_path)
     np.testing.assert_array_equal(got, kiln.compile(m)(x))
 
 
