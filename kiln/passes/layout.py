@@ -27,7 +27,7 @@ matmul becomes ``matmul_packed``. An LSTM step in such a body -- GEMM, bias, gat
 activations, cell update (kiln/passes/lstm_cell.py finds it) -- with a known kernel and
 bias becomes one ``lstm_cell_packed`` (kiln/ir/ops/lstm.py): the kernel's and bias'
 columns are interleaved here so each panel holds the four gates of NR/4 units, and the
-gates run as the GEMM's epilogue (LSTM batch 1: 9% faster, in-process A/B). Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
+gates run as the GEMM's epilogue (see kiln/codegen/llvm/kernels_lstm.py for what it gains). Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
 run after this pass, so the pass memoizes per weight itself).
 """
 from __future__ import annotations

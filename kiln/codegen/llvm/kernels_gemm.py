@@ -81,10 +81,11 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     of A and C and its panels. ``tile_epilogue(row, j0, width)`` runs after each row of
     a tile is stored (row: flat row index of C; columns [j0, j0+width)). ``lda`` /
     ``ldc``: row strides of a strided A (a plain matmul's) and C (default: contiguous).
-    ``c_at(row)``: where a full panel's row of C goes instead (an epilogue's scratch --
-    C is then never in memory; every panel must be full). ``rows_epilogue(i, R, j0,
-    width)``: instead of ``tile_epilogue``, once per panel of a tile after its R rows
-    i..i+R are stored (R a Python int: independent rows for the out-of-order core)."""
+    ``c_at(row, g)``: where a full panel's row of C goes instead, g the panel's index
+    in its group of up to GROUP panels (an epilogue's scratch -- C is then never in
+    memory; every panel must be full). ``rows_epilogue(i, R, j0, G)``: instead of
+    ``tile_epilogue``, once per tile after its R rows i..i+R of G panels from column j0
+    are stored (R, G Python ints: independent work for the out-of-order core)."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -164,12 +165,12 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
                 store_row(acc, g, r, i, j0, width, last)
-            if rows_epilogue is not None:
-                rows_epilogue(i, R, j0, I64(width))
-            elif tile_epilogue is not None:
+            if tile_epilogue is not None and rows_epilogue is None:
                 for r in range(R):
                     with row_guard(i, r, last):
                         tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+        if rows_epilogue is not None:
+            rows_epilogue(i, R, b.mul(jp, I64(NR)), G)
 
     def row_guard(i, r, last):
         """Row r of a masked block exists only up to the last row (row 0 always does)."""
@@ -209,7 +210,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         spare = b.gep(tile_ptr, [I64(r * NR)], inbounds=True)
         if c_at is not None:
             assert width == NR, "c_at: a partial panel"
-            dst = c_at(b.add(i, I64(r)))
+            dst = c_at(b.add(i, I64(r)), g)
         elif width == NR:
             dst = b.gep(c_ptr, [crow], inbounds=True)
             if masked and r:

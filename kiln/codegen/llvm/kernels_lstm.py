@@ -2,12 +2,17 @@
 the gates as its tile epilogue.
 
 The packed GEMM (kernels_gemm.gemm_packed_into, split across the pool by panels or
-rows like any other) stores each row of a panel -- the pre-activations of all four
-gates of ``nr / 4`` units, interleaved by blocks -- into a stack tile of MR rows
-instead of memory; the epilogue adds the bias, applies the activations, and writes
-those units' c' and h' straight to the results. Per step of a recurrence this replaces
-the GEMM's [N, 4*units] store, the gate kernel's read of it, and a second kernel
-launch (at batch 1, a serial 0.3 us of every 2.7 us step).
+rows like any other) stores its rows of a tile -- per panel the pre-activations of all
+four gates of ``nr / 4`` units, interleaved by blocks -- into a stack tile (MR rows,
+GROUP panels) instead of memory; once per tile the epilogue adds the bias, applies
+the activations to every unit block of the tile (independent chains for the
+out-of-order core) and writes those units' c' and h' straight to the results. Per
+step of a recurrence this replaces the GEMM's [N, 4*units] store, the gate kernel's
+read of it and a second kernel (at batch 1 a serial one: the gates now run on the
+threads that computed them). Measured (2 cores, interleaved, kiln's kernel counters):
+batch 1 2-4% faster per call, batch 256 ~1% slower -- there the gates are as
+math-bound in the epilogue as in their own kernel, and nothing but the traffic of
+the pre-activations (in L2 either way) is saved.
 """
 from __future__ import annotations
 
@@ -18,14 +23,14 @@ from ...ir.types import DType
 from . import vmath
 from .emit import I32, I64, LLTYPE
 from .kernels import kernel, kernel_context
-from .kernels_gemm import MR, gemm_packed_into, gemm_packed_parallel
+from .kernels_gemm import GROUP, MR, gemm_packed_into, gemm_packed_parallel
 from .scalar import SCALAR
 
 
 #: activations computed on explicit vectors (two rows' unit blocks per vector: twice
-#: the lanes of a block, a full AVX-512 register -- the code is front-end bound, so
-#: 16-lane instructions did the gates ~1.5x faster than the 8 lanes of one row); any
-#: other unary op takes the scalar loop, which LLVM vectorizes over a block
+#: the lanes of a block, a full AVX-512 register): the LSTM at batch 256 ran 7% faster
+#: than with the scalar loop (in-process A/B); any other unary op takes the scalar
+#: loop, which LLVM vectorizes over a block
 VECTOR_ACTIVATIONS = {"sigmoid": vmath.sigmoid, "tanh": vmath.tanh}
 
 
@@ -43,26 +48,34 @@ def emit_lstm_cell_packed(module, name, node, symbols):
         h_ptr, c_out, xh, wp, bias, c_in = tc.args
         b = tc.b
         with b.goto_entry_block():
-            tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * nr), name="gates")
+            tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * GROUP * nr), name="gates")
         tile_ptr = b.bitcast(tile, LLTYPE[dt].as_pointer())
 
-        def slot(row):            # the tile row of C's flat row ``row`` (MR rows in flight)
-            return b.mul(b.srem(row, I64(MR)), I64(nr))
+        def slot(row, g):         # a panel's row of C in the tile (MR rows, GROUP panels in flight)
+            return b.add(b.mul(b.srem(row, I64(MR)), I64(GROUP * nr)), I64(g * nr))
 
-        def at(row):
-            return b.gep(tile_ptr, [slot(row)], inbounds=True)
+        def at(row, g):
+            return b.gep(tile_ptr, [slot(row, g)], inbounds=True)
 
-        def gates(i, R, j0, width):     # rows i..i+R, one panel from column j0 (width nr)
-            bases = [slot(b.add(i, I64(r))) for r in range(R)]
+        def blocks(i, R, j0, G):
+            """(tile offset of a unit block's gates in row r, first column, first unit) of
+            every unit block of the G panels from column j0, for rows i..i+R."""
+            out = []
+            for g in range(G):
+                for q in range(nr // (GATES * block)):
+                    col = b.add(j0, I64(g * nr + q * GATES * block))
+                    out.append((lambda r, g=g, q=q: b.add(slot(b.add(i, I64(r)), g), I64(q * GATES * block)),
+                                col, b.sdiv(col, I64(GATES))))
+            return out
+
+        def gates(i, R, j0, G):         # scalar code; LLVM vectorizes the loop over a block
             rows = [b.mul(b.add(i, I64(r)), I64(units)) for r in range(R)]
-            for q in range(nr // (GATES * block)):       # the panel's unit blocks
-                col = b.add(j0, I64(q * GATES * block))    # the block's first column
-                first = b.sdiv(col, I64(GATES))            # ... and unit
+            for off, col, first in blocks(i, R, j0, G):
                 with tc.loop(I64(block), name="u") as j:   # R independent rows per lane
                     zb = [tc.load(bias, b.add(b.add(col, I64(k * block)), j), dt) for k in range(GATES)]
-                    for base, row in zip(bases, rows):
-                        z = [b.fadd(tc.load(tile_ptr, b.add(b.add(base, I64(q * GATES * block + k * block)), j),
-                                            dt), zb[k]) for k in range(GATES)]
+                    for r, row in enumerate(rows):
+                        z = [b.fadd(tc.load(tile_ptr, b.add(b.add(off(r), I64(k * block)), j), dt), zb[k])
+                             for k in range(GATES)]
                         i_g, f_g, o_g = (ract(b, module, [z[k]], (dt,), dt, {}) for k in (0, 1, 3))
                         g_g = act(b, module, [z[2]], (dt,), dt, {})
                         ui = b.add(b.add(row, first), j)
@@ -70,11 +83,12 @@ def emit_lstm_cell_packed(module, name, node, symbols):
                         tc.store(c_new, c_out, ui, dt)
                         tc.store(b.fmul(o_g, act(b, module, [c_new], (dt,), dt, {})), h_ptr, ui, dt)
 
-        def vgates(i, R, j0, width):    # the same in explicit vectors of 2 rows' blocks
+        def vgates(i, R, j0, G):        # explicit vectors, two rows' blocks in one
             vt = ll.VectorType(LLTYPE[dt], block)
             lo, hi = (ll.Constant(ll.VectorType(I32, block), list(range(h * block, (h + 1) * block)))
                       for h in range(2))
             both = ll.Constant(ll.VectorType(I32, 2 * block), list(range(2 * block)))
+            va, vr = VECTOR_ACTIVATIONS[a["activation"]], VECTOR_ACTIVATIONS[a["recurrent_activation"]]
 
             def vload(p, off):
                 return b.load(b.bitcast(b.gep(p, [off], inbounds=True), vt.as_pointer()), align=dt.itemsize)
@@ -85,22 +99,17 @@ def emit_lstm_cell_packed(module, name, node, symbols):
             def cat(vs):
                 return vs[0] if len(vs) == 1 else b.shuffle_vector(vs[0], vs[1], both)
 
-            for q in range(nr // (GATES * block)):
-                col = b.add(j0, I64(q * GATES * block))
-                first = b.sdiv(col, I64(GATES))
+            for off, col, first in blocks(i, R, j0, G):
                 zb = [vload(bias, b.add(col, I64(k * block))) for k in range(GATES)]
                 for r0 in range(0, R, 2):
                     rs = list(range(r0, min(R, r0 + 2)))
-                    z = [b.fadd(cat([vload(tile_ptr, b.add(slot(b.add(i, I64(r))),
-                                                           I64(q * GATES * block + k * block)))
-                                     for r in rs]), cat([zb[k]] * len(rs)))
-                         for k in range(GATES)]
+                    z = [b.fadd(cat([vload(tile_ptr, b.add(off(r), I64(k * block))) for r in rs]),
+                                cat([zb[k]] * len(rs))) for k in range(GATES)]
                     ui = [b.add(b.mul(b.add(i, I64(r)), I64(units)), first) for r in rs]
-                    i_g, f_g, o_g = (VECTOR_ACTIVATIONS[a["recurrent_activation"]](b, module, z[k], dt)
-                                     for k in (0, 1, 3))
-                    g_g = VECTOR_ACTIVATIONS[a["activation"]](b, module, z[2], dt)
-                    c_new = b.fadd(b.fmul(f_g, cat([vload(c_in, u_) for u_ in ui])), b.fmul(i_g, g_g))
-                    h_new = b.fmul(o_g, VECTOR_ACTIVATIONS[a["activation"]](b, module, c_new, dt))
+                    i_g, f_g, o_g = (vr(b, module, z[k], dt) for k in (0, 1, 3))
+                    c_new = b.fadd(b.fmul(f_g, cat([vload(c_in, u_) for u_ in ui])),
+                                   b.fmul(i_g, va(b, module, z[2], dt)))
+                    h_new = b.fmul(o_g, va(b, module, c_new, dt))
                     for h, u_ in enumerate(ui):
                         part = (lambda v: v) if len(ui) == 1 else \
                             (lambda v, m=(lo, hi)[h]: b.shuffle_vector(v, v, m))
