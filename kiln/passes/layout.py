@@ -23,12 +23,13 @@ transform G g G^T is computed here, packed, and folded): ResNet-style models at 
 1 and 256 ran 25-28% faster, the seed CNN 19-27% (in-process A/B, 2 cores).
 A ``scan`` whose body only multiplies by a known loop-invariant weight (an RNN's
 recurrent kernel) gets that weight packed once, outside the loop, and its body's
-matmul becomes ``matmul_packed``. An LSTM step in such a body -- GEMM, bias, gate slices,
-activations, cell update (kiln/passes/lstm_cell.py finds it) -- with a known kernel and
-bias becomes one ``lstm_cell_packed`` (kiln/ir/ops/lstm.py): the kernel's and bias'
-columns are interleaved here so each panel holds the four gates of NR/4 units, and the
-gates run as the GEMM's epilogue (see kiln/codegen/llvm/kernels_lstm.py for what it gains). Several matmuls of one weight share one packed copy (CSE in ``simplify`` does not
-run after this pass, so the pass memoizes per weight itself).
+matmul becomes ``matmul_packed``. An LSTM step in such a body -- GEMM, bias, gate
+slices, activations, cell update (kiln/passes/lstm_cell.py finds it) -- with a known
+kernel and bias becomes one ``lstm_cell_packed`` (kiln/ir/ops/lstm.py): the kernel's
+and bias' columns are interleaved here so each panel holds the four gates of NR/4
+units, and the gates run as the GEMM's epilogue (kiln/codegen/llvm/kernels_lstm.py
+says what that gains). Several matmuls of one weight share one packed copy (CSE in
+``simplify`` does not run after this pass, so the pass memoizes per weight itself).
 """
 from __future__ import annotations
 
