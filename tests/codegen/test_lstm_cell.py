@@ -116,3 +116,44 @@ def test_lstm_layers_compile_to_one_op_per_step(kw):
                 for a, e in zip(got if isinstance(got, tuple) else (got,),
                                 want if isinstance(want, tuple) else (want,)):
                     np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
+
+
+def _hand_body_graph(extra_reader: bool):
+    """An LSTM recurrence built op by op, its commutative operands in the other order
+    than the frontend's; ``extra_reader``: the input gate is also a per-step output."""
+    from kiln.ir.ops.control import build_scan
+    u = 2 * (panel_width() // 4)
+    g = Graph("hand")
+    x = g.add_input("x", TensorType((5, "N", 3)))
+    h0 = g.add_input("h0", TensorType(("N", u)))
+    c0 = g.add_input("c0", TensorType(("N", u)))
+    w = g.add_param("w", rng.uniform(-0.5, 0.5, (3 + u, 4 * u)).astype(np.float32))
+    bias = g.add_param("b", rng.uniform(-0.5, 0.5, 4 * u).astype(np.float32))
+
+    def body(bg, cs, xs, ws):
+        z = bg.op("add", ws[1], bg.op("matmul", bg.op("concat", xs[0], cs[0], axis=-1), ws[0]))
+        i, f, g_, o = (bg.op("slice", z, axes=(-1,), begin=(k * u,), end=((k + 1) * u,))
+                       for k in range(4))
+        i, f, o, g_ = bg.op("sigmoid", i), bg.op("sigmoid", f), bg.op("sigmoid", o), bg.op("tanh", g_)
+        c = bg.op("add", bg.op("mul", g_, i), bg.op("mul", cs[1], f))
+        h = bg.op("mul", bg.op("tanh", c), o)
+        return [h, c], ([i] if extra_reader else [])
+
+    (h, c), ys = build_scan(g, [h0, c0], [x], [w, bias], body, axis=0)
+    g.set_outputs([h, c, *ys])
+    return g
+
+
+@pytest.mark.parametrize("extra_reader", [False, True])
+def test_matcher_takes_any_operand_order_and_leaves_shared_intermediates(extra_reader):
+    g = _hand_body_graph(extra_reader)
+    exe = kiln.compile(g, cache=False)
+    (scan,) = [n for n in exe.graph.nodes if n.op.name == "scan"]
+    ops = [n.op.name for n in scan.regions[0].nodes]
+    assert ("lstm_cell_packed" in ops) == (not extra_reader), ops
+    u = 2 * (panel_width() // 4)
+    for n in (1, 8):
+        xs = [rng.standard_normal((5, n, 3)).astype(np.float32),
+              rng.standard_normal((n, u)).astype(np.float32), rng.standard_normal((n, u)).astype(np.float32)]
+        for a, e in zip(exe(*xs), interpret(g, *xs)):
+            np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
