@@ -211,7 +211,7 @@ def layout(g: Graph) -> Graph:
         new_ins = list(ins)
         invariant = {body.inputs[j]: j for j in range(first_inv, len(ins))}
         cells = []
-        for cell in (match_cells(body) if LSTM_CELL else []):
+        for cell in (match_cells(body, users) if LSTM_CELL else []):
             jw, jb = invariant.get(cell.w), invariant.get(cell.bias)
             units = cell.w.type.shape[1] // 4
             if (jw is None or jb is None or not is_known(ins[jw]) or not is_known(ins[jb])

@@ -36,8 +36,9 @@ class Cell:
     nodes: set = field(default_factory=set)   # every node the op replaces
 
 
-def match_cells(body: Graph) -> list[Cell]:
-    users = body.users()
+def match_cells(body: Graph, users: dict | None = None) -> list[Cell]:
+    """The LSTM steps of ``body`` (``users``: ``body.users()``, if at hand)."""
+    users = body.users() if users is None else users
     outs = set(body.outputs)
     inputs = set(body.inputs)
     cells = []

@@ -41,7 +41,8 @@ class Ctx:
         self.g = g
         self.producer: dict = {}
         self.known: set = set()
-        self.old_users: dict = {}
+        self.old_graph: Graph | None = None     # the graph being rewritten
+        self.old_users: dict | None = None
         self.old_outputs: set = set()
 
     def add(self, n: Node):
@@ -53,6 +54,10 @@ class Ctx:
     def single_use(self, old: Value) -> bool:
         """Whether value ``old`` of the graph being rewritten has one reader (a node,
         not a graph output): a rule replacing that reader may drop it."""
+        if self.old_users is None:       # only rules that ask pay for the map
+            g = self.old_graph
+            self.old_users = g.users()
+            self.old_outputs = set(g.outputs) | {v for _, v in g.updates}
         return len(self.old_users.get(old, ())) == 1 and old not in self.old_outputs
 
     def op_of(self, v: Value):
@@ -211,7 +216,7 @@ def _sweep(g: Graph) -> tuple:
     changed = False
     new = Graph(g.name)
     ctx = Ctx(new)
-    ctx.old_users, ctx.old_outputs = g.users(), set(g.outputs) | {v for _, v in g.updates}
+    ctx.old_graph = g
     env: dict = {}
     for v in g.inputs:
         env[v] = new.add_input(v.name, v.type)

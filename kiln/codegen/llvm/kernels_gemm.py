@@ -83,9 +83,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     ``ldc``: row strides of a strided A (a plain matmul's) and C (default: contiguous).
     ``c_at(row, g)``: where a full panel's row of C goes instead, g the panel's index
     in its group of up to GROUP panels (an epilogue's scratch -- C is then never in
-    memory; every panel must be full). ``rows_epilogue(i, R, j0, G)``: instead of
-    ``tile_epilogue``, once per tile after its R rows i..i+R of G panels from column j0
-    are stored (R, G Python ints: independent work for the out-of-order core)."""
+    memory; every panel must be full). ``rows_epilogue(i, R, j0, G)``: once per tile
+    after its R rows i..i+R of G panels from column j0 are stored (R, G Python ints:
+    independent work for the out-of-order core)."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -165,7 +165,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
                 store_row(acc, g, r, i, j0, width, last)
-            if tile_epilogue is not None and rows_epilogue is None:
+            if tile_epilogue is not None:
                 for r in range(R):
                     with row_guard(i, r, last):
                         tile_epilogue(b.add(i, I64(r)), j0, I64(width))

@@ -44,6 +44,13 @@ def emit_lstm_cell_packed(module, name, node, symbols):
     dt = node.outputs[0].type.dtype
     act, ract = SCALAR[a["activation"]], SCALAR[a["recurrent_activation"]]
 
+    def cell(b, z, c_prev, act, ract):
+        """(c', h') of one step from the gates' pre-activations z = (i, f, c, o) and c,
+        scalars or vectors alike (``act``/``ract``: value -> value)."""
+        i_g, f_g, o_g = (ract(z[k]) for k in (0, 1, 3))
+        c_new = b.fadd(b.fmul(f_g, c_prev), b.fmul(i_g, act(z[2])))
+        return c_new, b.fmul(o_g, act(c_new))
+
     def emit(tc, ranges):
         h_ptr, c_out, xh, wp, bias, c_in = tc.args
         b = tc.b
@@ -68,6 +75,12 @@ def emit_lstm_cell_packed(module, name, node, symbols):
                                 col, b.sdiv(col, I64(GATES))))
             return out
 
+        def sa(x):
+            return act(b, module, [x], (dt,), dt, {})
+
+        def sr(x):
+            return ract(b, module, [x], (dt,), dt, {})
+
         def gates(i, R, j0, G):         # scalar code; LLVM vectorizes the loop over a block
             rows = [b.mul(b.add(i, I64(r)), I64(units)) for r in range(R)]
             for off, col, first in blocks(i, R, j0, G):
@@ -76,19 +89,18 @@ def emit_lstm_cell_packed(module, name, node, symbols):
                     for r, row in enumerate(rows):
                         z = [b.fadd(tc.load(tile_ptr, b.add(b.add(off(r), I64(k * block)), j), dt), zb[k])
                              for k in range(GATES)]
-                        i_g, f_g, o_g = (ract(b, module, [z[k]], (dt,), dt, {}) for k in (0, 1, 3))
-                        g_g = act(b, module, [z[2]], (dt,), dt, {})
                         ui = b.add(b.add(row, first), j)
-                        c_new = b.fadd(b.fmul(f_g, tc.load(c_in, ui, dt)), b.fmul(i_g, g_g))
+                        c_new, h_new = cell(b, z, tc.load(c_in, ui, dt), sa, sr)
                         tc.store(c_new, c_out, ui, dt)
-                        tc.store(b.fmul(o_g, act(b, module, [c_new], (dt,), dt, {})), h_ptr, ui, dt)
+                        tc.store(h_new, h_ptr, ui, dt)
 
         def vgates(i, R, j0, G):        # explicit vectors, two rows' blocks in one
             vt = ll.VectorType(LLTYPE[dt], block)
             lo, hi = (ll.Constant(ll.VectorType(I32, block), list(range(h * block, (h + 1) * block)))
                       for h in range(2))
             both = ll.Constant(ll.VectorType(I32, 2 * block), list(range(2 * block)))
-            va, vr = VECTOR_ACTIVATIONS[a["activation"]], VECTOR_ACTIVATIONS[a["recurrent_activation"]]
+            va, vr = (lambda x, f=VECTOR_ACTIVATIONS[name]: f(b, module, x, dt)
+                      for name in (a["activation"], a["recurrent_activation"]))
 
             def vload(p, off):
                 return b.load(b.bitcast(b.gep(p, [off], inbounds=True), vt.as_pointer()), align=dt.itemsize)
@@ -106,10 +118,7 @@ def emit_lstm_cell_packed(module, name, node, symbols):
                     z = [b.fadd(cat([vload(tile_ptr, b.add(off(r), I64(k * block))) for r in rs]),
                                 cat([zb[k]] * len(rs))) for k in range(GATES)]
                     ui = [b.add(b.mul(b.add(i, I64(r)), I64(units)), first) for r in rs]
-                    i_g, f_g, o_g = (vr(b, module, z[k], dt) for k in (0, 1, 3))
-                    c_new = b.fadd(b.fmul(f_g, cat([vload(c_in, u_) for u_ in ui])),
-                                   b.fmul(i_g, va(b, module, z[2], dt)))
-                    h_new = b.fmul(o_g, va(b, module, c_new, dt))
+                    c_new, h_new = cell(b, z, cat([vload(c_in, u_) for u_ in ui]), va, vr)
                     for h, u_ in enumerate(ui):
                         part = (lambda v: v) if len(ui) == 1 else \
                             (lambda v, m=(lo, hi)[h]: b.shuffle_vector(v, v, m))
