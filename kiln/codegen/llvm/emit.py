@@ -212,7 +212,7 @@ def collapse(shape, *strides_list):
 def strided_nest(kc: KernelContext, shape, strides_list, body):
     """Loop over ``shape`` (dims or Affine sizes); call ``body(offsets)`` innermost with
     one i64 element offset per stride vector."""
-    sizes = _sizes(shape)
+    sizes = as_sizes(shape)
     stride_vals = [[kc.affine(s) for s in strides] for strides in strides_list]
     _nest(kc, sizes, stride_vals, 0, [I64(0)] * len(strides_list), body)
 
@@ -221,14 +221,16 @@ def strided_nest(kc: KernelContext, shape, strides_list, body):
 NEST_MIN_WORK = 1 << 14
 
 
-def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = NEST_MIN_WORK):
+def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = NEST_MIN_WORK,
+                  point_work=Affine(1)):
     """``strided_nest`` with the outermost dimension split across the thread pool when
-    the nest has at least ``min_work`` elements. ``body(ctx, offsets)`` emits into
+    the nest has at least ``min_work`` elements (each point counting ``point_work``, an
+    Affine: a point that loops over a row itself). ``body(ctx, offsets)`` emits into
     ``ctx``: the kernel's own context, or a task's whose ``args`` mirror the kernel's
     (so the body must take its pointers from ``ctx.args``). Every point must be
     independent of the others (elementwise work)."""
-    sizes = _sizes(shape)
-    total = Affine.product(sizes)
+    sizes = as_sizes(shape)
+    total = Affine.product(sizes) * point_work
     if not sizes or (not total.syms and total.coeff < min_work):
         strided_nest(kc, sizes, strides_list, lambda offs: body(kc, offs))
         return
@@ -242,7 +244,7 @@ def parallel_nest(kc: KernelContext, shape, strides_list, body, min_work: int = 
     kc.parallel(kc.affine(sizes[0]), task, work=kc.affine(total), min_work=min_work)
 
 
-def _sizes(shape) -> list[Affine]:
+def as_sizes(shape) -> list[Affine]:
     return [d if isinstance(d, Affine) else Affine.product([d]) for d in shape]
 
 

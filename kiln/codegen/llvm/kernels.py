@@ -12,8 +12,8 @@ import llvmlite.ir as ll
 
 from ...ir.opdef import normalize_axis
 from ...ir.types import Affine
-from .emit import (I64, LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
-                   parallel_nest, ptr, strided_nest)
+from .emit import (I32, I64, LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
+                   as_sizes, parallel_nest, ptr, strided_nest)
 from . import vmath
 from .scalar import SCALAR
 
@@ -71,6 +71,47 @@ _IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf"),
              "reduce_min": float("inf")}
 
 
+#: float sums run in SUM_LANES interleaved partial sums, see ``ordered_sum``
+SUM_LANES = 16
+
+
+def ordered_sum(kc, count: ll.Value, value_at, dt) -> ll.Value:
+    """The sum of ``value_at(k)`` for k in [0, count), in an order the IR fixes: element
+    k is added to partial sum k % SUM_LANES (each in order of k), and the partial sums
+    are combined by halving (lanes j and j + 8, then j + 4, ...). No reassociation is
+    left to the optimizer -- so code compiled at any optimization level (the quick and
+    optimized tiers, the AOT library) rounds alike -- yet the loop over a chunk's lanes
+    is a map the optimizer vectorizes: one vector add per SUM_LANES elements, and
+    SUM_LANES independent chains instead of one. ``value_at`` is emitted twice (the
+    chunks, the rest)."""
+    b = kc.b
+    t = LLTYPE[dt]
+    vt = ll.VectorType(t, SUM_LANES)
+    with b.goto_entry_block():
+        lanes = b.alloca(vt, name="lanes")
+    b.store(ll.Constant(vt, [0.0] * SUM_LANES), lanes)
+    lane_ptr = b.bitcast(lanes, t.as_pointer())
+
+    def add(lane, k):
+        p = b.gep(lane_ptr, [lane], inbounds=True)
+        b.store(b.fadd(b.load(p), value_at(k)), p)
+
+    start = b.mul(b.sdiv(count, I64(SUM_LANES)), I64(SUM_LANES))
+    with kc.loop(start, name="chunk", step=SUM_LANES) as c:
+        with kc.loop(I64(SUM_LANES), name="lane") as j:
+            add(j, b.add(c, j))
+    with kc.loop(count, start=start, name="rest") as k:
+        add(b.sub(k, start), k)
+    v, width = b.load(lanes), SUM_LANES
+    while width > 1:
+        width //= 2
+        halves = [b.shuffle_vector(v, ll.Constant(v.type, ll.Undefined),
+                                   ll.Constant(ll.VectorType(I32, width), list(range(h, h + width))))
+                  for h in (0, width)]
+        v = b.fadd(*halves)
+    return b.extract_element(v, I32(0))
+
+
 @kernel("reduce")
 def emit_reduce(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)
@@ -109,11 +150,10 @@ def reduce_into(kc, module, node, in_strides: list, load_x):
     kept_strides = iter(contiguous_strides(kept))
     out_strides = [Affine(0) if k in axes else next(kept_strides) for k in range(x_t.rank)]
     shape, strides = collapse(x_t.shape, out_strides, *in_strides)
-    flags = ["reassoc", "nsz"] if dt.is_float else []
     t = LLTYPE[dt]
     vmax = module.declare_intrinsic("llvm.maximum", [t], ll.FunctionType(t, [t, t]))
 
-    def body(c, offs):
+    def element(c, offs):
         x = load_x(c, offs[1:])
         cb = c.b
         acc = c.load(c.args[0], offs[0], dt)
@@ -123,11 +163,25 @@ def reduce_into(kc, module, node, in_strides: list, load_x):
             vmin = module.declare_intrinsic("llvm.minimum", [t], ll.FunctionType(t, [t, t]))
             r = cb.call(vmin, [acc, x]) if dt.is_float else cb.select(cb.icmp_signed("<", x, acc), x, acc)
         else:
-            r = cb.fadd(acc, x, flags=flags) if dt.is_float else cb.add(acc, x)
+            r = cb.fadd(acc, x) if dt.is_float else cb.add(acc, x)
         c.store(r, c.args[0], offs[0], dt)
 
+    body, point = element, Affine(1)
+    if dt.is_float and op in ("reduce_sum", "reduce_mean") and shape and strides[0][-1] == Affine(0):
+        # the innermost (collapsed) dim is summed: ``ordered_sum`` along it, per output element
+        *shape, inner = as_sizes(shape)
+        last = [s[-1] for s in strides]
+        strides = [s[:-1] for s in strides]
+
+        def row(c, offs):           # one output element's whole row
+            cb = c.b
+            steps = [c.affine(s) for s in last[1:]]
+            total = ordered_sum(c, c.affine(inner), lambda k: load_x(
+                c, [cb.add(o, cb.mul(k, s)) for o, s in zip(offs[1:], steps)]), dt)
+            c.store(cb.fadd(c.load(c.args[0], offs[0], dt), total), c.args[0], offs[0], dt)
+        body, point = row, inner
     if shape and strides[0][0] != Affine(0):      # the outermost dim is kept: split it
-        parallel_nest(kc, shape, strides, body)
+        parallel_nest(kc, shape, strides, body, point_work=point)
     else:
         strided_nest(kc, shape, strides, lambda offs: body(kc, offs))
     if op == "reduce_mean":
@@ -171,24 +225,22 @@ def _softmax_slice(kc, module, out_ptr, in_ptr, base, r, inner, dt):
     """One slice: elements base + k*inner for k in [0, r)."""
     b = kc.b
     mx = module.declare_intrinsic("llvm.maximum", [LLTYPE[dt]], ll.FunctionType(LLTYPE[dt], [LLTYPE[dt]] * 2))
-    flags = ["reassoc", "nsz"]
 
     def at(k):
         return b.add(base, b.mul(k, inner))
 
     with b.goto_entry_block():
         m_slot = b.alloca(LLTYPE[dt])
-        s_slot = b.alloca(LLTYPE[dt])
     b.store(const(dt, float("-inf")), m_slot)
-    b.store(const(dt, 0.0), s_slot)
     with kc.loop(r, name="k1") as k:
         b.store(b.call(mx, [b.load(m_slot), kc.load(in_ptr, at(k), dt)]), m_slot)
     m = b.load(m_slot)
-    with kc.loop(r, name="k2") as k:
+
+    def exp_at(k):
         e = vmath.exp_nonpositive(b, module, b.fsub(kc.load(in_ptr, at(k), dt), m), dt)
         kc.store(e, out_ptr, at(k), dt)
-        b.store(b.fadd(b.load(s_slot), e, flags=flags), s_slot)
-    inv = b.fdiv(const(dt, 1.0), b.load(s_slot))
+        return e
+    inv = b.fdiv(const(dt, 1.0), ordered_sum(kc, r, exp_at, dt))
     with kc.loop(r, name="k3") as k:
         kc.store(b.fmul(kc.load(out_ptr, at(k), dt), inv), out_ptr, at(k), dt)
 
@@ -221,7 +273,6 @@ def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, row_epilogue=None):
     b_bs = [s * b_mat for s in b_bs]
     c_bs = [s * c_mat for s in contiguous_strides(batch)]
     Mv, Kv, Pv = kc.dim(M), kc.dim(K), kc.dim(P)
-    flags = ["contract"]
 
     def body(offs):
         c0, a0, b0 = offs[:3]
@@ -235,8 +286,8 @@ def matmul_into(kc, node, c_ptr, a_ptr, b_ptr, row_epilogue=None):
                 brow = b.add(b0, b.mul(k, Pv))
                 with kc.loop(Pv, name="n") as j:
                     ci = b.add(crow, j)
-                    prod = b.fmul(aik, kc.load(b_ptr, b.add(brow, j), dt), flags=flags)
-                    kc.store(b.fadd(kc.load(c_ptr, ci, dt), prod, flags=flags), c_ptr, ci, dt)
+                    kc.store(vmath.fma(b, kc.module, aik, kc.load(b_ptr, b.add(brow, j), dt),
+                                       kc.load(c_ptr, ci, dt)), c_ptr, ci, dt)
             if row_epilogue is not None:
                 row_epilogue(b.sdiv(crow, Pv), I64(0), Pv)
 

@@ -15,12 +15,12 @@ are split across the thread pool.
 """
 from __future__ import annotations
 
+from . import vmath
 from .emit import I64
 from .kernels_pool import Vec, channel_vectors, lanes
 
 MAX_TAPS = 49          # 7x7: unrolled, weights hoisted; larger windows take the generic kernel
 MIN_WORK = 1 << 16     # multiply-adds from which rows are split across the pool
-_FLAGS = ["contract"]
 
 
 def depthwise_ok(node) -> bool:
@@ -119,7 +119,7 @@ def depthwise_rows(tc, node, out_ptr, x_ptr, w_ptr, lo, hi, epilogue=None):
                 b.store(V.splat(0.0), slot)
 
             def mac(i, j, xv, _):
-                b.store(b.fadd(b.load(slot), b.fmul(xv, ws[i][j], flags=_FLAGS), flags=_FLAGS), slot)
+                b.store(vmath.fma(b, tc.module, xv, ws[i][j], b.load(slot)), slot)
 
             def finish(ox, _):
                 V.store(b.load(slot), out_ptr, b.add(b.add(obase, b.mul(ox, I64(C))), c))
@@ -167,7 +167,7 @@ def emit_backprop_kernel(kc, node):
 
         def mac(i, j, xv, g):
             a = accs[i * kw + j]
-            tb.store(tb.fadd(tb.load(a), tb.fmul(xv, g, flags=_FLAGS), flags=_FLAGS), a)
+            tb.store(vmath.fma(tb, tc.module, xv, g, tb.load(a)), a)
 
         with tc.loop(tb.mul(tc.dim(x_t.shape[0]), I64(Ho)), name="r") as r:
             win.pixels(tc, win.row(tb, r), V, x_ptr, c,

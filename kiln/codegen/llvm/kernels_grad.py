@@ -14,7 +14,7 @@ from ...ir.opdef import normalize_axis
 from ...ir.types import DType
 from .emit import I64, LLTYPE, const
 from .kernels import kernel, kernel_context
-from .kernels_nn import _FLAGS, _lin, _mac, grouped_taps, window_taps
+from .kernels_nn import _lin, _mac, grouped_taps, window_taps
 from . import kernels_convgrad as convgrad
 from . import kernels_dwconv, kernels_pool
 
@@ -25,7 +25,7 @@ def _zero(kc, ptr, t):
 
 
 def _add_to(kc, dt, ptr, i, v):
-    kc.store(kc.b.fadd(kc.load(ptr, i, dt), v, flags=_FLAGS), ptr, i, dt)
+    kc.store(kc.b.fadd(kc.load(ptr, i, dt), v), ptr, i, dt)
 
 
 @kernel("scatter_add")

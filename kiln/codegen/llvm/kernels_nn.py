@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from .emit import I64, const
 from .kernels import kernel, kernel_context
-from . import kernels_convt, kernels_pool
+from . import kernels_convt, kernels_pool, vmath
 from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
-
-_FLAGS = ["contract"]
 
 
 def _in_range(b, v, size: int):
@@ -130,9 +128,8 @@ def grouped_taps(kc, dt, xbase, wbase, cg, groups, O, x_ptr, mac):
 
 def _mac(kc, dt, out_ptr, oi, xv, w_ptr, wi):
     """out[oi] += xv * w[wi]"""
-    b = kc.b
-    prod = b.fmul(xv, kc.load(w_ptr, wi, dt), flags=_FLAGS)
-    kc.store(b.fadd(kc.load(out_ptr, oi, dt), prod, flags=_FLAGS), out_ptr, oi, dt)
+    kc.store(vmath.fma(kc.b, kc.module, xv, kc.load(w_ptr, wi, dt), kc.load(out_ptr, oi, dt)),
+             out_ptr, oi, dt)
 
 
 @kernel("conv2d_transpose")

@@ -26,13 +26,27 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
+from ... import target as targets
 from ...ir.types import DType
 
 F32 = ll.FloatType()
 I32 = ll.IntType(32)
-#: Horner steps may become FMAs where the target has them (fewer instructions, and
-#: no less accurate)
-FMA = ("contract",)
+
+
+def fma(b, m: ll.Module, x, y, z):
+    """x*y + z (scalars or vectors of float/double): rounded once (``llvm.fma``) where
+    the target has FMA, else the product rounded, then the sum. Never ``contract``
+    flags, which let the optimizer choose: the result is fixed by the IR, so code
+    compiled at any optimization level (the quick and optimized tiers of
+    ``kiln.compile``, the AOT library) rounds the same way."""
+    if not targets.current().has_fma:
+        return b.fadd(b.fmul(x, y), z)
+    t = x.type
+    el = t.element if isinstance(t, ll.VectorType) else t
+    suffix = "f32" if isinstance(el, ll.FloatType) else "f64"
+    name = f"llvm.fma.v{t.count}{suffix}" if isinstance(t, ll.VectorType) else f"llvm.fma.{suffix}"
+    fn = m.globals.get(name) or ll.Function(m, ll.FunctionType(t, [t, t, t]), name)
+    return b.call(fn, [x, y, z])
 
 
 def _c(t, v):
@@ -63,19 +77,19 @@ def _pow2(b, n_float, t):
     return b.bitcast(bits, t)
 
 
-def _horner(b, coeffs, z, t):
-    """coeffs[0] + coeffs[1]*z + ... by Horner's rule (steps may contract to FMAs)."""
+def _horner(b, m, coeffs, z, t):
+    """coeffs[0] + coeffs[1]*z + ... by Horner's rule, one ``fma`` per step."""
     p = _c(t, coeffs[-1])
     for coeff in coeffs[-2::-1]:
-        p = b.fadd(b.fmul(p, z, flags=FMA), _c(t, coeff), flags=FMA)
+        p = fma(b, m, p, z, _c(t, coeff))
     return p
 
 
-def _exp_poly(b, r, t):
+def _exp_poly(b, m, r, t):
     """e^r for |r| <= ln2/2: 1 + r + r^2 * p(r), Cephes' degree-6 polynomial."""
-    p = _horner(b, (5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
-                    1.3981999507e-3, 1.9875691500e-4), r, t)
-    return b.fadd(b.fadd(b.fmul(p, b.fmul(r, r), flags=FMA), r, flags=FMA), _c(t, 1.0))
+    p = _horner(b, m, (5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
+                       1.3981999507e-3, 1.9875691500e-4), r, t)
+    return b.fadd(fma(b, m, p, b.fmul(r, r), r), _c(t, 1.0))
 
 
 def exp(b, m: ll.Module, x, dt: DType = DType.f32):
@@ -89,7 +103,7 @@ def exp(b, m: ll.Module, x, dt: DType = DType.f32):
                                                         _c(t, 0.5))])
     r = b.fsub(xc, b.fmul(n, _c(t, 0.693359375)))
     r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4)))
-    y = _exp_poly(b, r, t)
+    y = _exp_poly(b, m, r, t)
     half = b.call(_intrinsic(m, "llvm.floor", t), [b.fmul(n, _c(t, 0.5))])
     y = b.fmul(b.fmul(y, _pow2(b, half, t)), _pow2(b, b.fsub(n, half), t))
     y = b.select(b.fcmp_ordered(">", x, _c(t, 88.72283905206835)), _c(t, float("inf")), y)
@@ -108,9 +122,9 @@ def exp_nonpositive(b, m: ll.Module, x, dt: DType = DType.f32):
     t = x.type
     x = b.select(b.fcmp_ordered("<", x, _c(t, -104.0)), _c(t, -104.0), x)    # -inf: finite n
     n = b.call(_intrinsic(m, "llvm.roundeven", t), [b.fmul(x, _c(t, 1.44269504088896341))])
-    r = b.fsub(x, b.fmul(n, _c(t, 0.693359375), flags=FMA), flags=FMA)
-    r = b.fsub(r, b.fmul(n, _c(t, -2.12194440e-4), flags=FMA), flags=FMA)
-    y = _exp_poly(b, r, t)
+    r = fma(b, m, n, _c(t, -0.693359375), x)           # x - n*ln2, each step rounded once
+    r = fma(b, m, n, _c(t, 2.12194440e-4), r)
+    y = _exp_poly(b, m, r, t)
     nc = b.select(b.fcmp_unordered("<", n, _c(t, -126.0)), _c(t, 0.0), n)   # NaN: 2^0, y is NaN
     return b.select(b.fcmp_ordered("<", n, _c(t, -126.0)), _c(t, 0.0), b.fmul(y, _pow2(b, nc, t)))
 
@@ -121,8 +135,8 @@ def tanh(b, m: ll.Module, x, dt: DType = DType.f32):
     t = x.type
     ax = b.call(_intrinsic(m, "llvm.fabs", t), [x])
     z = b.fmul(x, x)
-    p = _horner(b, (-3.33332819422e-1, 1.33314422036e-1, -5.37397155531e-2, 2.06390887954e-2,
-                    -5.70498872745e-3), z, t)
+    p = _horner(b, m, (-3.33332819422e-1, 1.33314422036e-1, -5.37397155531e-2, 2.06390887954e-2,
+                       -5.70498872745e-3), z, t)
     small = b.fadd(b.fmul(b.fmul(p, z), x), x)
     e = exp_nonpositive(b, m, b.fmul(ax, _c(t, -2.0)))       # e^(-2|x|) <= 0.29 here
     big = b.fdiv(b.fsub(_c(t, 1.0), e), b.fadd(e, _c(t, 1.0)))
@@ -168,7 +182,7 @@ def erf(b, m: ll.Module, x, dt: DType = DType.f32):
     xc = b.select(b.fcmp_ordered(">", x, _c(t, _ERF_ONE)), _c(t, _ERF_ONE), x)
     xc = b.select(b.fcmp_ordered("<", xc, _c(t, -_ERF_ONE)), _c(t, -_ERF_ONE), xc)
     z = b.fmul(xc, xc)
-    y = b.fdiv(b.fmul(xc, _horner(b, _ERF_P, z, t)), _horner(b, _ERF_Q, z, t))
+    y = b.fdiv(b.fmul(xc, _horner(b, m, _ERF_P, z, t)), _horner(b, m, _ERF_Q, z, t))
     ax = b.call(_intrinsic(m, "llvm.fabs", t), [x])
     one = b.call(_copysign(m, t), [_c(t, 1.0), x])
     return b.select(b.fcmp_ordered(">=", ax, _c(t, _ERF_ONE)), one, y)    # NaN: y is NaN
