@@ -84,15 +84,46 @@ def test_calls_switch_to_the_optimized_tier_which_the_cache_keeps(tmp_path, monk
     np.testing.assert_array_equal(again(x), exe(x))
 
 
-def test_tiers_only_when_asked_and_only_for_inference(monkeypatch):
+def test_tiers_by_default_for_inference_only(monkeypatch):
     model = _cnn()
-    assert kiln.compile(model, cache=False).tier == "full"                  # the default
-    monkeypatch.setenv("KILN_TIERED", "1")
+    monkeypatch.delenv("KILN_TIERED", raising=False)
+    assert kiln.compile(model, cache=False).tier in ("quick", "full")     # the default
     assert kiln.compile(model, cache=False, passes=["simplify", "fusion", "memory"]).tier == "full"
     assert kiln.compile(model, cache=False, profile=True).tier == "full"
+    assert kiln.compile(model, cache=False, opt_level=0).tier == "full"
+    monkeypatch.setenv("KILN_TIERED", "0")
+    assert kiln.compile(model, cache=False).tier == "full"
+    monkeypatch.setenv("KILN_TIERED", "1")
     exe = kiln.compile(model, cache=False)
-    assert exe.tier in ("quick", "full")
     assert "define" in exe.llvm_ir_optimized and exe.tier == "full"        # dumps wait for it
+
+
+def _slow_optimizer(monkeypatch, seconds=0.5):
+    """The optimized tier takes ``seconds`` longer, so calls surely meet the quick one."""
+    import time
+    import kiln.runtime.executable as E
+    jit = E.jit
+
+    def slow(*a, **k):
+        time.sleep(seconds)
+        return jit(*a, **k)
+    monkeypatch.setattr(E, "jit", slow)
+
+
+def test_a_call_on_more_samples_than_the_quick_tier_serves_waits(monkeypatch):
+    import kiln.runtime.executable as E
+    _slow_optimizer(monkeypatch)
+    monkeypatch.setattr(E, "QUICK_MAX_BATCH", 4)
+    model = _cnn()
+    x = np.random.default_rng(1).random((5, 10, 10, 3), dtype=np.float32)
+    small = kiln.compile(model, tiered=True, cache=False)
+    y = small(x[:4])
+    assert small.tier == "quick"            # answered by the quick tier, optimizer still busy
+    big = kiln.compile(model, tiered=True, cache=False)
+    assert big.tier == "quick"
+    np.testing.assert_array_equal(big(x), kiln.compile(model, tiered=False, cache=False)(x))
+    assert big.tier == "full"               # that call waited for the optimized code
+    np.testing.assert_array_equal(small.wait_optimized()(x[:4]), y)
 
 
 @pytest.mark.filterwarnings("ignore:kiln. the optimized tier failed")
@@ -107,3 +138,15 @@ def test_a_failing_optimized_tier_keeps_the_quick_tier(monkeypatch):
     assert exe.tier == "quick" and "no optimizer today" in str(exe.tier_error)
     x = np.ones((1, 10, 10, 3), np.float32)
     assert np.isfinite(exe(x)).all()
+
+
+def test_compiling_a_graph_again_while_it_is_optimized_waits_for_that_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    _slow_optimizer(monkeypatch)
+    model = _cnn()
+    first = kiln.compile(model, tiered=True, cache=True)
+    assert first.tier == "quick"
+    again = kiln.compile(model, tiered=True, cache=True)     # no second quick + O3 compile
+    assert again.cache_hit and again.tier == "full"
+    x = np.ones((2, 10, 10, 3), np.float32)
+    np.testing.assert_array_equal(again(x), first.wait_optimized()(x))
