@@ -16,7 +16,6 @@ the stores, see ``store_row``).
 """
 from __future__ import annotations
 
-import contextlib
 
 import llvmlite.ir as ll
 
@@ -161,22 +160,24 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             pooled_k_loops(acc, row_ids, step)
         else:
             src.k_loop(row_ids, step)
+        # the rows that exist: R, or up to the last row in a masked block (row 0 always
+        # does); loops over them (not R copies): less IR to print, parse and compile
+        nrows = smin(I64(R), b.add(b.sub(last, i), I64(1))) if masked and R > 1 else I64(R)
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
             for r in range(R):
                 store_row(acc, g, r, i, j0, width, last)
+            if width != NR:       # a partial panel went to the stack tile: its valid columns
+                with kc.loop(nrows, name="wr") as r:
+                    crow = b.add(b.mul(b.add(i, r), ldc if ldc is not None else I64(n)), j0)
+                    with kc.loop(I64(width), name="w") as j:
+                        kc.store(kc.load(tile_ptr, b.add(b.mul(r, I64(NR)), j), dt), c_ptr,
+                                 b.add(crow, j), dt)
             if tile_epilogue is not None:
-                for r in range(R):
-                    with row_guard(i, r, last):
-                        tile_epilogue(b.add(i, I64(r)), j0, I64(width))
+                with kc.loop(nrows, name="er") as r:
+                    tile_epilogue(b.add(i, r), j0, I64(width))
         if rows_epilogue is not None:
             rows_epilogue(i, R, b.mul(jp, I64(NR)), G)
-
-    def row_guard(i, r, last):
-        """Row r of a masked block exists only up to the last row (row 0 always does)."""
-        if masked and r:
-            return b.if_then(b.icmp_signed("<=", b.add(i, I64(r)), last))
-        return contextlib.nullcontext()
 
     def pooled_k_loops(acc, row_ids, step):
         """One k loop per position of the pool window, the running max in ``pmax``
@@ -220,11 +221,6 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         for v in range(nvec):
             vd = b.bitcast(b.gep(dst, [I64(v * VW)], inbounds=True), vptr)
             b.store(b.load(vecs[v]), vd, align=dt.itemsize)
-        if width != NR:
-            with row_guard(i, r, last):
-                with kc.loop(I64(width), name="w") as j:
-                    kc.store(kc.load(tile_ptr, b.add(I64(r * NR), j), dt), c_ptr,
-                             b.add(crow, j), dt)
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
