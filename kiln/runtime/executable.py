@@ -37,6 +37,20 @@ QUICK_MAX_BATCH = 256
 #: compile-cache key -> the thread compiling its optimized tier (a compile of the same
 #: graph meanwhile waits for it and links its code instead of compiling it again)
 _OPTIMIZING: dict = {}
+#: every optimized tier being compiled
+_OPTIMIZERS: set = set()
+
+
+def _finish_optimizing():
+    """Before ``fork``: let the optimized tiers being compiled finish. One holds LLVM's
+    process-wide lock while it compiles; in a child forked meanwhile that lock would
+    stay held forever, and the child's first compile would hang."""
+    for t in list(_OPTIMIZERS):
+        t.join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_finish_optimizing)
 
 
 def _data_pointer_reader():
@@ -125,12 +139,14 @@ class Executable:
             finally:
                 if key is not None:
                     _OPTIMIZING.pop(key, None)
+                _OPTIMIZERS.discard(self._full_tier)
             with self._lock:
                 self._compiled, self._fn, self.tier = full, fn, "full"
 
         self._full_tier = threading.Thread(target=work, name="kiln-optimize", daemon=False)
         if key is not None:
             _OPTIMIZING[key] = self._full_tier
+        _OPTIMIZERS.add(self._full_tier)
         self._full_tier.start()
 
     def _big(self, arrays) -> bool:

@@ -150,3 +150,50 @@ def test_compiling_a_graph_again_while_it_is_optimized_waits_for_that_code(tmp_p
     assert again.cache_hit and again.tier == "full"
     x = np.ones((2, 10, 10, 3), np.float32)
     np.testing.assert_array_equal(again(x), first.wait_optimized()(x))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_child_forked_while_the_optimizer_runs_can_compile():
+    """fork waits for optimized tiers in flight: LLVM's lock, held by one, would stay held
+    in the child forever (its first compile would hang)."""
+    import os
+    import time
+    import warnings
+    exe = kiln.compile(_transformerish(), tiered=True, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # (fork with threads, 3.12+)
+        pid = os.fork()
+    if pid == 0:                                           # the child
+        ok = False
+        try:
+            ok = kiln.compile(_cnn(), tiered=False, cache=False).tier == "full"
+        finally:
+            os._exit(0 if ok else 1)
+    done = 0
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the forked child's compile hung")
+    finally:
+        if not done:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert exe.tier == "full"                # the fork waited for it
+
+
+def _transformerish():
+    """Enough code that its optimized tier is still compiling when compile returns."""
+    kiln.utils.set_random_seed(8)
+    L = kiln.layers
+    x = kiln.Input((16, 32))
+    y = x
+    for _ in range(3):
+        y = L.LayerNormalization()(L.Add()([y, L.MultiHeadAttention(4, 8)(y, y)]))
+        y = L.LayerNormalization()(L.Add()([y, L.Dense(32)(L.Dense(64, activation="gelu")(y))]))
+    return kiln.Model(x, y)
