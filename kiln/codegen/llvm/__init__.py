@@ -1,4 +1,11 @@
-"""CPU code generation with llvmlite: kernels per node, an entry function, JIT."""
+"""CPU code generation with llvmlite: kernels per node, an entry function, JIT.
+
+A rule every kernel keeps: the IR fixes the rounding. No ``contract``, ``reassoc`` or
+``fast`` flags and no ``llvm.fmuladd`` -- an FMA is ``vmath.fma`` (``llvm.fma`` where the
+target has one), a float sum is ``kernels.ordered_sum`` or a loop in a stated order -- so
+the quick and optimized tiers of ``kiln.compile`` (O0 and O3 code generation) and the AOT
+library compute the same bits (tests/runtime/test_tiers.py checks it).
+"""
 from .module import LoweredModule, lower_graph
 from .target import Compiled, host_target_machine, jit
 

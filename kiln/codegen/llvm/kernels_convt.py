@@ -18,6 +18,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ... import target as targets
+from . import vmath
 from .emit import I32, I64, LLTYPE
 
 
@@ -79,10 +80,10 @@ def emit_conv2d_transpose_gather(kc, node):
     vt = ll.VectorType(LLTYPE[dt], vw)
     cfull = C // vw
     zero_v = ll.Constant(vt, [0.0] * vw)
-    fma_kind = "fma" if targets.current().has_fma else "fmuladd"
-    fma_name = f"llvm.{fma_kind}.v{vw}{'f32' if dt.itemsize == 4 else 'f64'}"
     m = kc.module
-    fma = m.globals.get(fma_name) or ll.Function(m, ll.FunctionType(vt, [vt, vt, vt]), fma_name)
+
+    def fma(b, x, y, z):   # llvm.fma, or an unfused multiply-add without FMA hardware
+        return vmath.fma(b, m, x, y, z)
 
     def hit(b, o, k, d, s, pad, size):
         """(condition, input index) of tap k (i64) at output position o."""
@@ -131,7 +132,7 @@ def emit_conv2d_transpose_gather(kc, node):
                             wv = [load(w_ptr, b.add(wb[q], c)) for q in range(NOr)]
                             for r in range(R):
                                 for q in range(NOr):
-                                    b.store(b.call(fma, [xv[r], wv[q], b.load(accs[r][q])]), accs[r][q])
+                                    b.store(fma(b, xv[r], wv[q], b.load(accs[r][q])), accs[r][q])
 
                         if cfull:
                             with tc.loop(I64(cfull * vw), name="c", step=vw) as c:

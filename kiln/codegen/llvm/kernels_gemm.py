@@ -22,6 +22,7 @@ import llvmlite.ir as ll
 from ...ir.types import Affine
 from ... import target as targets
 from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
+from . import vmath
 from .kernels import kernel, kernel_context
 from .kernels_conv import ConvRows
 
@@ -106,11 +107,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
     vptr = vt.as_pointer()
-    # llvm.fma must round once: without FMA hardware it is a libm call per lane, so a
-    # target without FMA (generic x86-64) multiplies and adds (fmuladd: fused when it can)
-    fma_kind = "fma" if targets.current().has_fma else "fmuladd"
-    fma_name = f"llvm.{fma_kind}.v{VW}{'f32' if dt.itemsize == 4 else 'f64'}"
-    fma = m.globals.get(fma_name) or ll.Function(m, ll.FunctionType(vt, [vt, vt, vt]), fma_name)
+
+    def fma(x, y, z):   # llvm.fma, or an unfused multiply-add without FMA hardware
+        return vmath.fma(b, m, x, y, z)
     zero_v = ll.Constant(vt, [0.0] * VW)
     splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
     undef_v = ll.Constant(vt, ll.Undefined)
@@ -148,7 +147,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             for r, a in enumerate(avals):
                 sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
                 for q in range(nvec * G):
-                    b.store(b.call(fma, [sa, bvec[q], b.load(acc[r][q])]), acc[r][q])
+                    b.store(fma(sa, bvec[q], b.load(acc[r][q])), acc[r][q])
 
         last = b.sub(rows, I64(1))
         row_ids = [b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)
