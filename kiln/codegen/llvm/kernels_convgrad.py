@@ -91,9 +91,6 @@ def emit_backprop_kernel_gemm(module, name, node, symbols):
     last_w = O - (npan - 1) * NR
     DK = kh * kw * C * O
     vt = ll.VectorType(F32, VW)
-
-    def fma(bb, x, y, z):   # llvm.fma, or an unfused multiply-add without FMA hardware
-        return vmath.fma(bb, module, x, y, z)
     undef_v = ll.Constant(vt, ll.Undefined)
     zero_v = ll.Constant(vt, [0.0] * VW)
     splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
@@ -153,7 +150,7 @@ def emit_backprop_kernel_gemm(module, name, node, symbols):
                         a = tc.load(x_ptr, bb.add(xb, offs[r]), DType.f32)
                         sa = bb.shuffle_vector(bb.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
                         for v in range(nv):
-                            bb.store(fma(bb, sa, bvec[v], bb.load(accs[r][v])), accs[r][v])
+                            bb.store(vmath.fma(bb, module, sa, bvec[v], bb.load(accs[r][v])), accs[r][v])
         for r in range(R):
             base = bb.add(bb.mul(bb.add(row0, I64(r)), I64(O)), col0)
             for v in range(nv):

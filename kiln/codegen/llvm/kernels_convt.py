@@ -82,9 +82,6 @@ def emit_conv2d_transpose_gather(kc, node):
     zero_v = ll.Constant(vt, [0.0] * vw)
     m = kc.module
 
-    def fma(b, x, y, z):   # llvm.fma, or an unfused multiply-add without FMA hardware
-        return vmath.fma(b, m, x, y, z)
-
     def hit(b, o, k, d, s, pad, size):
         """(condition, input index) of tap k (i64) at output position o."""
         t = b.sub(b.add(o, I64(pad)), b.mul(k, I64(d)))
@@ -132,7 +129,7 @@ def emit_conv2d_transpose_gather(kc, node):
                             wv = [load(w_ptr, b.add(wb[q], c)) for q in range(NOr)]
                             for r in range(R):
                                 for q in range(NOr):
-                                    b.store(fma(b, xv[r], wv[q], b.load(accs[r][q])), accs[r][q])
+                                    b.store(vmath.fma(b, m, xv[r], wv[q], b.load(accs[r][q])), accs[r][q])
 
                         if cfull:
                             with tc.loop(I64(cfull * vw), name="c", step=vw) as c:

@@ -107,9 +107,6 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
     vptr = vt.as_pointer()
-
-    def fma(x, y, z):   # llvm.fma, or an unfused multiply-add without FMA hardware
-        return vmath.fma(b, m, x, y, z)
     zero_v = ll.Constant(vt, [0.0] * VW)
     splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
     undef_v = ll.Constant(vt, ll.Undefined)
@@ -147,7 +144,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             for r, a in enumerate(avals):
                 sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
                 for q in range(nvec * G):
-                    b.store(fma(sa, bvec[q], b.load(acc[r][q])), acc[r][q])
+                    b.store(vmath.fma(b, m, sa, bvec[q], b.load(acc[r][q])), acc[r][q])
 
         last = b.sub(rows, I64(1))
         row_ids = [b.add(i, I64(r)) if not masked else smin(b.add(i, I64(r)), last)

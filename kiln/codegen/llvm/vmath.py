@@ -41,12 +41,7 @@ def fma(b, m: ll.Module, x, y, z):
     ``kiln.compile``, the AOT library) rounds the same way."""
     if not targets.current().has_fma:
         return b.fadd(b.fmul(x, y), z)
-    t = x.type
-    el = t.element if isinstance(t, ll.VectorType) else t
-    suffix = "f32" if isinstance(el, ll.FloatType) else "f64"
-    name = f"llvm.fma.v{t.count}{suffix}" if isinstance(t, ll.VectorType) else f"llvm.fma.{suffix}"
-    fn = m.globals.get(name) or ll.Function(m, ll.FunctionType(t, [t, t, t]), name)
-    return b.call(fn, [x, y, z])
+    return b.call(_intrinsic(m, "llvm.fma", x.type, 3), [x, y, z])
 
 
 def _c(t, v):
@@ -60,13 +55,14 @@ def _int_type_like(t):
     return ll.VectorType(I32, t.count) if isinstance(t, ll.VectorType) else I32
 
 
-def _intrinsic(m: ll.Module, name: str, t):
-    suffix = f"v{t.count}f32" if isinstance(t, ll.VectorType) else "f32"
-    full = f"{name}.{suffix}"
-    fn = m.globals.get(full)
-    if fn is None:
-        fn = ll.Function(m, ll.FunctionType(t, [t]), full)
-    return fn
+def _intrinsic(m: ll.Module, name: str, t, nargs: int = 1):
+    """The overload of intrinsic ``name`` taking ``nargs`` operands of float type ``t``
+    (float or double, scalar or vector; llvmlite's ``declare_intrinsic`` cannot name
+    vector overloads)."""
+    el = t.element if isinstance(t, ll.VectorType) else t
+    kind = "f32" if isinstance(el, ll.FloatType) else "f64"
+    full = f"{name}.v{t.count}{kind}" if isinstance(t, ll.VectorType) else f"{name}.{kind}"
+    return m.globals.get(full) or ll.Function(m, ll.FunctionType(t, [t] * nargs), full)
 
 
 def _pow2(b, n_float, t):
@@ -163,9 +159,7 @@ def _libm(b, m: ll.Module, name: str, x):
 
 
 def _copysign(m, t):
-    suffix = f"v{t.count}f32" if isinstance(t, ll.VectorType) else "f32"
-    name = f"llvm.copysign.{suffix}"
-    return m.globals.get(name) or ll.Function(m, ll.FunctionType(t, [t, t]), name)
+    return _intrinsic(m, "llvm.copysign", t, 2)
 
 
 _ERF_P = (1.1283791696, 0.1924112002, 0.055563603382, 0.0041909356762, 0.00040512092297,
