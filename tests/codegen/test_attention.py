@@ -101,6 +101,7 @@ def build_heads(m, s, h, d, dv, scale=None, transpose_back=True):
     (50, 77, 3, 16, 40, 0.25, True),            # partial row block and panels
     (5, 9, 2, 8, 3, None, False),               # no scale, the output left in heads order
     (97, 33, 1, 12, 64, 2.0, True),
+    (24, 40, 2, 20, 8, 0.3, True),              # keys and depths past whole transpose blocks
     (40, 600, 2, 32, 16, 0.5, True),            # keys too long for the heads kernel's buffers
 ])
 def test_heads_form_matches_numpy(m, s, h, d, dv, scale, back, threads):

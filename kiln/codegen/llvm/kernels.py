@@ -84,17 +84,35 @@ def ordered_sum(kc, count: ll.Value, value_at, dt) -> ll.Value:
     is a map the optimizer vectorizes: one vector add per SUM_LANES elements, and
     SUM_LANES independent chains instead of one. ``value_at`` is emitted twice (the
     chunks, the rest)."""
+    return lane_fold(kc, count, value_at, dt, 0.0, kc.b.fadd)
+
+
+def lane_max(kc, count: ll.Value, value_at, dt) -> ll.Value:
+    """The largest ``value_at(k)`` for k in [0, count) (-inf for none), by the lanes of
+    ``lane_fold``: one vector max per SUM_LANES elements. NaNs are skipped (x > m is
+    false): a softmax's row with a NaN still comes out NaN, through its exp and sum.
+    (A running ``llvm.maximum``, NaN- and signed-zero-exact, vectorized into five
+    instructions per vector and a long horizontal chain per row.)"""
+    b = kc.b
+    return lane_fold(kc, count, value_at, dt, float("-inf"),
+                     lambda m, x: b.select(b.fcmp_ordered(">", x, m), x, m))
+
+
+def lane_fold(kc, count: ll.Value, value_at, dt, identity: float, combine) -> ll.Value:
+    """``combine`` over ``value_at(k)``, k in [0, count): element k into lane k %
+    SUM_LANES (lanes start at ``identity``), then the lanes by halving (see
+    ``ordered_sum``). ``combine(acc, x)`` must work on scalars and vectors alike."""
     b = kc.b
     t = LLTYPE[dt]
     vt = ll.VectorType(t, SUM_LANES)
     with b.goto_entry_block():
         lanes = b.alloca(vt, name="lanes")
-    b.store(ll.Constant(vt, [0.0] * SUM_LANES), lanes)
+    b.store(ll.Constant(vt, [identity] * SUM_LANES), lanes)
     lane_ptr = b.bitcast(lanes, t.as_pointer())
 
     def add(lane, k):
         p = b.gep(lane_ptr, [lane], inbounds=True)
-        b.store(b.fadd(b.load(p), value_at(k)), p)
+        b.store(combine(b.load(p), value_at(k)), p)
 
     start = b.mul(b.sdiv(count, I64(SUM_LANES)), I64(SUM_LANES))
     with kc.loop(start, name="chunk", step=SUM_LANES) as c:
@@ -108,7 +126,7 @@ def ordered_sum(kc, count: ll.Value, value_at, dt) -> ll.Value:
         halves = [b.shuffle_vector(v, ll.Constant(v.type, ll.Undefined),
                                    ll.Constant(ll.VectorType(I32, width), list(range(h, h + width))))
                   for h in (0, width)]
-        v = b.fadd(*halves)
+        v = combine(*halves)
     return b.extract_element(v, I32(0))
 
 
@@ -224,17 +242,11 @@ def emit_softmax(module, name, node, symbols):
 def _softmax_slice(kc, module, out_ptr, in_ptr, base, r, inner, dt):
     """One slice: elements base + k*inner for k in [0, r)."""
     b = kc.b
-    mx = module.declare_intrinsic("llvm.maximum", [LLTYPE[dt]], ll.FunctionType(LLTYPE[dt], [LLTYPE[dt]] * 2))
 
     def at(k):
         return b.add(base, b.mul(k, inner))
 
-    with b.goto_entry_block():
-        m_slot = b.alloca(LLTYPE[dt])
-    b.store(const(dt, float("-inf")), m_slot)
-    with kc.loop(r, name="k1") as k:
-        b.store(b.call(mx, [b.load(m_slot), kc.load(in_ptr, at(k), dt)]), m_slot)
-    m = b.load(m_slot)
+    m = lane_max(kc, r, lambda k: kc.load(in_ptr, at(k), dt), dt)
 
     def exp_at(k):
         e = vmath.exp_nonpositive(b, module, b.fsub(kc.load(in_ptr, at(k), dt), m), dt)
