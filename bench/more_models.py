@@ -144,7 +144,7 @@ def main(argv=None):
             if is_int:
                 return rng.integers(0, 5000, (n, *shape)).astype(np.int32)
             return rng.random((n, *shape), dtype=np.float32)
-        f = kiln.compile(km)
+        f = kiln.compile(km).wait_optimized()     # the optimized tier, not the quick one
         tv = [jax.numpy.array(v.value) for v in ke.trainable_variables]
         ntv = [jax.numpy.array(v.value) for v in ke.non_trainable_variables]
         jitted = jax.jit(lambda tv, ntv, x: ke.stateless_call(tv, ntv, x, training=False)[0])
