@@ -110,12 +110,57 @@ def test_lstm_layers_compile_to_one_op_per_step(kw):
             ops = [n.op.name for n in scan.regions[0].nodes]
             fused = units % block == 0 and kw.get("use_bias", True)
             assert ("lstm_cell_packed" in ops) == fused, ops
+            assert ("lstm_project" in [n.op.name for n in exe.graph.nodes]) == fused
             for n in (1, 3, 37):
                 x = np.random.default_rng(n).standard_normal((n, 9, 5)).astype(np.float32)
                 want, got = interpret(g, x), exe(x)
                 for a, e in zip(got if isinstance(got, tuple) else (got,),
                                 want if isinstance(want, tuple) else (want,)):
                     np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("kw", [{}, {"go_backwards": True, "return_sequences": True}])
+def test_small_batches_take_the_projection_made_beforehand_with_the_same_sums(kw):
+    """Up to LSTM_PROJECT_MAX_ROWS rows the x part of every step's GEMM comes from
+    lstm_project (one GEMM for all steps) and each step multiplies only h, its sums
+    starting from it: bit for bit what the whole GEMM per step gives -- the rows of a
+    larger batch, which takes that path -- and the interpreter's results."""
+    from kiln.passes.layout import LSTM_PROJECT_MAX_ROWS as most
+    g = _lstm_graph(2 * (panel_width() // 4), **kw)
+    exe = kiln.compile(g, cache=False)
+    (scan,) = [n for n in exe.graph.nodes if n.op.name == "scan"]
+    (cell,) = [n for n in scan.regions[0].nodes if n.op.name == "lstm_cell_packed"]
+    assert len(cell.inputs) == 6 and cell.attrs["x_width"] == 5
+    x = rng.standard_normal((most + 5, 9, 5)).astype(np.float32)
+    big = exe(x)
+    np.testing.assert_allclose(big, interpret(g, x), rtol=2e-5, atol=2e-6)
+    for n in (1, 2, most):
+        small = exe(x[:n])
+        np.testing.assert_allclose(small, interpret(g, x[:n]), rtol=2e-5, atol=2e-6)
+        np.testing.assert_array_equal(small, big[:n])
+
+
+def test_projection_operands_are_checked():
+    g = Graph("bad")
+    x = g.add_input("x", TensorType((4, "N", 6)))
+    wp = g.op("pack_panels", g.add_param("w", np.zeros((10, 16), np.float32)), nr=8)
+    xw, ok = g.op("lstm_project", x, wp, n=16, x_width=6, max_rows=8)
+    assert xw.type == TensorType((4, "N", 16)) and str(ok.type) == "bool[]"
+    with pytest.raises(OpTypeError, match=r"x \[T, N, 5\]"):
+        g.op("lstm_project", x, wp, n=16, x_width=5, max_rows=8)
+    with pytest.raises(OpTypeError, match="max_rows >= 1"):
+        g.op("lstm_project", x, wp, n=16, x_width=6, max_rows=0)
+    xh = g.add_input("xh", TensorType(("N", 10)))
+    c = g.add_input("c", TensorType(("N", 4)))
+    b = g.add_param("b", np.zeros(16, np.float32))
+    step = g.add_input("xw_t", TensorType(("N", 16)))
+    g.op("lstm_cell_packed", xh, wp, b, c, step, ok, n=16, block=2, x_width=6)
+    with pytest.raises(OpTypeError, match="x_width=10 must split"):
+        g.op("lstm_cell_packed", xh, wp, b, c, step, ok, n=16, block=2, x_width=10)
+    with pytest.raises(OpTypeError, match="ok a bool scalar"):
+        g.op("lstm_cell_packed", xh, wp, b, c, step, step, n=16, block=2, x_width=6)
+    with pytest.raises(OpTypeError, match="4 operands, or 6"):
+        g.op("lstm_cell_packed", xh, wp, b, c, step, n=16, block=2, x_width=6)
 
 
 def _hand_body_graph(extra_reader: bool):

@@ -74,7 +74,7 @@ class MatrixRows:
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
                      row_range=None, batch=None, lda=None, ldc=None, c_at=None,
-                     rows_epilogue=None):
+                     rows_epilogue=None, b_k=None, acc_init=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
     in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
     all). Batched panels: ``batch`` (an i64 value) picks the batch element -- its rows
@@ -85,7 +85,11 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     in its group of up to GROUP panels (an epilogue's scratch -- C is then never in
     memory; every panel must be full). ``rows_epilogue(i, R, j0, G)``: once per tile
     after its R rows i..i+R of G panels from column j0 are stored (R, G Python ints:
-    independent work for the out-of-order core)."""
+    independent work for the out-of-order core). ``b_k`` = (k0, k_total): the panels
+    hold k_total rows of which this GEMM reads k0 .. k0 + K (K: A's columns) -- part of
+    a packed kernel. ``acc_init(row, p)``: a pointer to NR floats the accumulators of
+    panel p's row start from instead of 0 (C += A @ B in one FMA chain per element, k
+    in order -- the same sums as one GEMM over the whole depth; full panels only)."""
     b = kc.b
     m = kc.module
     a_t = node.inputs[0].type
@@ -98,6 +102,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         src.lda = lda
     K = src.K                     # an i64 value: symbolic for x^T @ dy (k runs over the batch)
     panel_stride = b.mul(K, I64(NR))
+    if b_k is not None:           # rows k0 .. k0 + K of panels that hold k_total
+        bp_ptr = b.gep(bp_ptr, [I64(b_k[0] * NR)], inbounds=True)
+        panel_stride = I64(b_k[1] * NR)
     if batch is not None:         # this batch element's panels and rows
         bp_ptr = b.gep(bp_ptr, [b.mul(batch, b.mul(panel_stride, I64(npanels)))], inbounds=True)
         rows_per = kc.affine(Affine.product(a_t.shape[-2:-1]))
@@ -130,9 +137,18 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         reads and store nothing."""
         G = len(widths)
         acc = [row[:nvec * G] for row in accs[:R]]
-        for row in acc:
-            for a in row:
-                b.store(zero_v, a)
+        if acc_init is None:
+            for row in acc:
+                for a in row:
+                    b.store(zero_v, a)
+        else:
+            assert all(w == NR for w in widths), "acc_init: a partial panel"
+            for r, row in enumerate(acc):
+                for g in range(G):
+                    start = acc_init(b.add(i, I64(r)), b.add(jp, I64(g)))
+                    for v in range(nvec):
+                        vp = b.bitcast(b.gep(start, [I64(v * VW)], inbounds=True), vptr)
+                        b.store(b.load(vp, align=dt.itemsize), row[g * nvec + v])
         panel = b.mul(jp, panel_stride)
 
         def step(k, avals):

@@ -13,11 +13,18 @@ threads that computed them). Measured (2 cores, interleaved, kiln's kernel count
 batch 1 2-4% faster per call, batch 256 ~1% slower -- there the gates are as
 math-bound in the epilogue as in their own kernel, and nothing but the traffic of
 the pre-activations (in L2 either way) is saved.
+
+With a ready-made input projection (the op's 6-operand form, kiln/ir/ops/lstm.py) the
+kernel branches per call on ``ok``: the GEMM of h alone (A = the h columns of xh, B =
+the panels' rows past x_width, ``gemm_packed_into(b_k=...)``), its accumulators loaded
+from xw (``acc_init``) -- the same FMA chain per element as the whole GEMM, so either
+branch gives the same bits. ``lstm_project`` is that GEMM's x part for all steps.
 """
 from __future__ import annotations
 
 import llvmlite.ir as ll
 
+from ...ir import Graph
 from ...ir.ops.lstm import GATES
 from ...ir.types import DType
 from . import vmath
@@ -52,7 +59,7 @@ def emit_lstm_cell_packed(module, name, node, symbols):
         return c_new, b.fmul(o_g, act(c_new))
 
     def emit(tc, ranges):
-        h_ptr, c_out, xh, wp, bias, c_in = tc.args
+        h_ptr, c_out, xh, wp, bias, c_in = tc.args[:6]
         b = tc.b
         with b.goto_entry_block():
             tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * GROUP * nr), name="gates")
@@ -127,8 +134,54 @@ def emit_lstm_cell_packed(module, name, node, symbols):
 
         vector = (a["activation"] in VECTOR_ACTIVATIONS and
                   a["recurrent_activation"] in VECTOR_ACTIVATIONS and dt is DType.f32)
-        gemm_packed_into(tc, node, None, xh, wp, c_at=at, rows_epilogue=vgates if vector else gates,
-                         **ranges)
+        epilogue = vgates if vector else gates
+        if len(node.inputs) == 4:
+            gemm_packed_into(tc, node, None, xh, wp, c_at=at, rows_epilogue=epilogue, **ranges)
+            return
+        xw, ok = tc.args[6:8]
+        ready = b.icmp_unsigned("!=", tc.load(ok, I64(0), DType.bool), ll.Constant(ll.IntType(8), 0))
+        with b.if_else(ready) as (projected, whole):
+            with projected:      # the h part only, each sum starting from xw (its x part)
+                xk = a["x_width"]
+                gemm_packed_into(tc, h_part, None, b.gep(xh, [I64(xk)], inbounds=True), wp,
+                                 c_at=at, rows_epilogue=epilogue, lda=I64(K), b_k=(xk, K),
+                                 acc_init=lambda row, p: b.gep(xw, [b.add(b.mul(row, I64(n)),
+                                                                          b.mul(p, I64(nr)))],
+                                                               inbounds=True), **ranges)
+            with whole:
+                gemm_packed_into(tc, node, None, xh, wp, c_at=at, rows_epilogue=epilogue, **ranges)
 
+    xh_t, wp_t = node.inputs[0].type, node.inputs[1].type
+    K = xh_t.shape[1]
+    if len(node.inputs) == 6:    # the GEMM of h alone: A = xh's last K - x_width columns
+        h_part = _gemm_node(xh_t.with_shape((xh_t.shape[0], K - a["x_width"])),
+                            wp_t.with_shape((wp_t.shape[0], K - a["x_width"], nr)), n)
     gemm_packed_parallel(kc, node, emit)
+    return kc.finish()
+
+
+def _gemm_node(a_t, panels_t, n: int):
+    """A matmul_packed node of these operand types (gemm_packed_into reads the shapes
+    and ``n`` off it)."""
+    g = Graph("lstm_gemm")
+    return g.op("matmul_packed", g.add_input("a", a_t), g.add_input("bp", panels_t), n=n).producer
+
+
+@kernel("lstm_project")
+def emit_lstm_project(module, name, node, symbols):
+    """xw = x @ W[:x_width] for every step at once (rows T*N), when N <= max_rows;
+    ``ok`` says whether it ran. Split across the pool like any packed GEMM."""
+    kc = kernel_context(module, name, node, symbols)
+    a = node.attrs
+    x_t, wp_t = (v.type for v in node.inputs)
+    K, nr = wp_t.shape[1], wp_t.shape[2]
+    gemm = _gemm_node(x_t, wp_t.with_shape((wp_t.shape[0], a["x_width"], nr)), a["n"])
+    b = kc.b
+    ok = b.icmp_signed("<=", kc.dim(x_t.shape[1]), I64(a["max_rows"]))
+    kc.store(b.zext(ok, ll.IntType(8)), kc.args[1], I64(0), DType.bool)
+    with b.if_then(ok):
+        def emit(tc, ranges):
+            xw, _, x, wp = tc.args
+            gemm_packed_into(tc, gemm, xw, x, wp, b_k=(0, K), **ranges)
+        gemm_packed_parallel(kc, gemm, emit)
     return kc.finish()
