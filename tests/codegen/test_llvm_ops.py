@@ -147,8 +147,8 @@ def test_every_op_has_a_codegen_case():
     covered = ({p.values[0] for p in CASES} | {p.values[0] for p in LAYER_CASES}
                | {"constant", "fusion", "scan"} | GEMM | GRAD  # fusion: tests/passes/test_fusion.py,
                | {"random_uniform"} | {"attention", "attention_packed"} | {"conv2d_winograd"}
-               | {"lstm_cell_packed"})
+               | {"lstm_cell_packed", "lstm_project"})
     # scan: tests/codegen/test_scan.py; random_uniform: tests/training/test_random.py
     # (kernel == reference, bit for bit); attention, attention_packed: test_attention.py;
-    # conv2d_winograd: test_winograd.py; lstm_cell_packed: test_lstm_cell.py
+    # conv2d_winograd: test_winograd.py; lstm_cell_packed, lstm_project: test_lstm_cell.py
     assert covered == set(OPS), f"ops without a codegen test: {set(OPS) - covered}"

@@ -140,6 +140,25 @@ def test_small_batches_take_the_projection_made_beforehand_with_the_same_sums(kw
         np.testing.assert_array_equal(small, big[:n])
 
 
+def test_projection_kernel_is_the_x_part_of_the_gemm_up_to_max_rows():
+    """lstm_project against numpy: xw = x @ W[:x_width] over all steps and ok = true up
+    to max_rows rows; past it ok = false (and xw is not computed)."""
+    nr = panel_width()
+    w = rng.standard_normal((7 + 9, 2 * nr)).astype(np.float32)
+    g = Graph("proj")
+    x = g.add_input("x", TensorType((5, "N", 7)))
+    wp = g.op("pack_panels", g.add_param("w", w), nr=nr)
+    xw, ok = g.op("lstm_project", x, wp, n=2 * nr, x_width=7, max_rows=3)
+    g.set_outputs([xw, ok])
+    exe = kiln.compile(g, cache=False)
+    for n in (1, 3, 4):
+        xv = rng.standard_normal((5, n, 7)).astype(np.float32)
+        got_xw, got_ok = exe(xv)
+        assert bool(got_ok) == (n <= 3) == bool(interpret(g, xv)[1])
+        if n <= 3:
+            np.testing.assert_allclose(got_xw, xv.astype(np.float64) @ w[:7], rtol=1e-5, atol=1e-5)
+
+
 def test_projection_operands_are_checked():
     g = Graph("bad")
     x = g.add_input("x", TensorType((4, "N", 6)))

@@ -28,6 +28,7 @@ from .kernels_conv import ConvRows
 
 MR = 6        # rows of C per register tile
 GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
+LEFT_ROWS = 2  # leftover rows in pairs (1: one at a time, for A/B measurements)
 
 
 def vec_width(n: int) -> int:
@@ -269,11 +270,26 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     if masked:
         return
     # leftover rows (all rows at batch 1): GROUP panels at a time, for enough
-    # independent accumulators to hide the FMA latency
+    # independent accumulators to hide the FMA latency. Two rows share each load of B
+    # (a matrix-vector product streams B from L2 or memory with FMA units to spare):
+    # a batch of 2..5 rows costs about one pass over B per pair, not one per row.
     span = b.sub(fe, pb)
     grouped_end = b.add(pb, b.mul(b.sdiv(span, I64(GROUP)), I64(GROUP)))
+    # two rows at a time over the grouped panels (the bulk of the work) while two are
+    # left; a last odd row and the few panels past the groups go row by row (the pair
+    # variants of those would only add code to compile)
+    paired = LEFT_ROWS > 1 and full_panels >= GROUP
+    pairs_end = b.add(full_rows, b.mul(b.sdiv(b.sub(rows, full_rows), I64(2)), I64(2)))
+    if paired:
+        with kc.loop(pairs_end, start=full_rows, name="ir2", step=2) as i:
+            with kc.loop(grouped_end, start=pb, name="jg2", step=GROUP) as jp:
+                micro(i, 2, jp, [NR] * GROUP)
     with kc.loop(rows, start=full_rows, name="ir") as i:
-        if full_panels >= GROUP:
+        if paired:                     # the odd row's grouped panels
+            with b.if_then(b.icmp_signed(">=", i, pairs_end)):
+                with kc.loop(grouped_end, start=pb, name="jg", step=GROUP) as jp:
+                    micro(i, 1, jp, [NR] * GROUP)
+        elif full_panels >= GROUP:
             with kc.loop(grouped_end, start=pb, name="jg", step=GROUP) as jp:
                 micro(i, 1, jp, [NR] * GROUP)
         if full_panels:
