@@ -37,6 +37,21 @@ def test_packed_gemm_matches_numpy_for_all_row_counts(k, p):
         np.testing.assert_allclose(exe(x), x @ w, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k,panels,extra", [(19, 4, 5), (200, 8, 0), (9, 9, 3)])
+def test_leftover_rows_in_pairs_over_grouped_panels(k, panels, extra, threads):
+    """Rows past the last full register tile go two at a time over groups of panels,
+    then one at a time (an odd row, panels past the groups, a partial panel): every
+    row count from 1 to 2 tiles + 5, split across threads or not."""
+    p = panels * panel_width() + extra
+    g = dense_graph(k, p)
+    exe = kiln.compile(g, threads=threads, cache=False)
+    w = g.param_values["w"].astype(np.float64)
+    for m in (*range(1, 18), 37):
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        np.testing.assert_allclose(exe(x), x @ w, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
 def test_batch_dims_flatten_into_rows():
     g = dense_graph(9, 20, a_shape=("N", 3))
     exe = kiln.compile(g)
