@@ -49,6 +49,7 @@ NO_VJP = {
     "attention_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "attention": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "lstm_cell_packed": "layout ops are inserted after autodiff: differentiate before the layout pass",
+    "lstm_project": "layout ops are inserted after autodiff: differentiate before the layout pass",
     "max_pool2d_grad": "second-order gradients through max pooling are not implemented",
 }
 

@@ -272,6 +272,10 @@ def _no_vjp_use(g, op, x):
         c = g.op("reshape", g.op("slice", x, axes=(1,), begin=(0,), end=(1,)), shape=("N", 8))
         wp = g.op("pack_panels", g.constant(np.ones((32, 32), np.float32)), nr=32)
         return x, g.op(op, xh, wp, g.constant(np.zeros(32, np.float32)), c, n=32, block=8)[0]
+    if op == "lstm_project":
+        seq = g.op("reshape", x, shape=(4, "N", 8))
+        wp = g.op("pack_panels", g.constant(np.ones((10, 32), np.float32)), nr=32)
+        return x, g.op(op, seq, wp, n=32, x_width=8, max_rows=4)[0]
     raise AssertionError(f"tell _no_vjp_use how to apply {op}")
 
 

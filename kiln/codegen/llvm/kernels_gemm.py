@@ -186,9 +186,13 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                     with kc.loop(I64(width), name="w") as j:
                         kc.store(kc.load(tile_ptr, b.add(b.mul(r, I64(NR)), j), dt), c_ptr,
                                  b.add(crow, j), dt)
-            if tile_epilogue is not None:
+            if tile_epilogue is not None and G == 1:
                 with kc.loop(nrows, name="er") as r:
                     tile_epilogue(b.add(i, r), j0, I64(width))
+        if tile_epilogue is not None and G > 1:    # full panels side by side: one run per row
+            assert all(w == NR for w in widths)
+            with kc.loop(nrows, name="er") as r:
+                tile_epilogue(b.add(i, r), b.mul(jp, I64(NR)), I64(G * NR))
         if rows_epilogue is not None:
             rows_epilogue(i, R, b.mul(jp, I64(NR)), G)
 
