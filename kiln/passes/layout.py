@@ -251,7 +251,7 @@ def layout(g: Graph) -> Graph:
         retyped = {body.inputs[j]: new_ins[j].type for j in targets}
         retyped.update({c.w: new_ins[invariant[c.w]].type for c in cells})
         attrs = n.attrs
-        project = _projectable(n, body, users, cells, ins) if LSTM_PROJECT else None
+        project = _projectable(n, body, cells, ins) if LSTM_PROJECT else None
         if project is not None:   # the x part of the cell's GEMM for all steps, beforehand
             cell, j_seq, width = project
             xw, ok = new_g.op("lstm_project", ins[j_seq], new_ins[invariant[cell.w]],
@@ -363,7 +363,7 @@ def _fresh(g: Graph, base: str) -> str:
     return name
 
 
-def _projectable(scan, body, users, cells, ins):
+def _projectable(scan, body, cells, ins):
     """(cell, operand index of the sequence, x_width) when a cell's GEMM reads
     ``concat(x_t, h)`` with x_t the step of a time-major [T, N, x_width] sequence
     (an LSTM layer's inference body) -- its x part can be made for all steps at once

@@ -181,8 +181,9 @@ def test_projection_operands_are_checked():
         g.op("lstm_cell_packed", xh, wp, b, c, step, ok, n=16, block=2, x_width=10)
     with pytest.raises(OpTypeError, match="ok a bool scalar"):
         g.op("lstm_cell_packed", xh, wp, b, c, step, step, n=16, block=2, x_width=6)
-    with pytest.raises(OpTypeError, match="4 operands, or 6"):
-        g.op("lstm_cell_packed", xh, wp, b, c, step, n=16, block=2, x_width=6)
+    for operands in ((xh, wp, b, c, step), (xh, wp, b)):
+        with pytest.raises(OpTypeError, match=r"4 operands \(xh, wp, bias, c\), or 6"):
+            g.op("lstm_cell_packed", *operands, n=16, block=2, x_width=6)
 
 
 def _hand_body_graph(extra_reader: bool):

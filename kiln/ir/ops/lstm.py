@@ -74,12 +74,12 @@ class LSTMCellPacked(OpDef):
              Attr("activation", AttrKind.STR, "tanh"),
              Attr("recurrent_activation", AttrKind.STR, "sigmoid"), Attr("x_width", AttrKind.INT, 0))
 
-    def infer(self, xh: TensorType, wp: TensorType, bias: TensorType, c: TensorType, *projected,
-              n, block, activation, recurrent_activation, x_width):
+    def infer(self, *types: TensorType, n, block, activation, recurrent_activation, x_width):
+        if len(types) not in (4, 6):
+            raise OpTypeError(f"lstm_cell_packed: expects 4 operands (xh, wp, bias, c), or 6 with "
+                              f"xw and ok, got {len(types)}")
+        xh, wp, bias, c, *projected = types
         if projected:
-            if len(projected) != 2:
-                raise OpTypeError(f"lstm_cell_packed: expects 4 operands, or 6 with xw and ok, "
-                                  f"got {4 + len(projected)}")
             xw, ok = projected
             if xw.shape != (xh.shape[0], n) or xw.dtype != xh.dtype or ok.shape != () \
                     or ok.dtype is not DType.bool:
