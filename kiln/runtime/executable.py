@@ -102,8 +102,8 @@ class Executable:
         self._arena_bytes: dict = {}
         self._lock = threading.Lock()
         # fast-path tables for __call__
-        self._in_np = [t.dtype.np for t in self.input_types]
-        self._out_np = [t.dtype.np for t in self.output_types]
+        self._in_np = [np.dtype(t.dtype.np) for t in self.input_types]
+        self._out_np = [np.dtype(t.dtype.np) for t in self.output_types]
         self._binders = [(i, axis, d) for i, t in enumerate(self.input_types)
                          for axis, d in enumerate(t.shape) if is_symbol(d)]
         # the symbol values, then the thread pool (0: serial) -- see codegen's KernelContext
@@ -114,6 +114,8 @@ class Executable:
         self._in_ptrs = (ctypes.c_void_p * max(1, len(self.input_types)))()
         self._out_ptrs = (ctypes.c_void_p * max(1, len(self.output_types)))()
         self._last = None           # (input shapes, symbol values, output shapes) of the last call
+        self._set_for = None        # the symbol values that _dims and _arena_at are set for
+        self._arena_at = 0
         # which input axis carries the batch (for QUICK_MAX_BATCH): the batch symbol's
         self._batch_at = next(((i, a) for i, a, d in self._binders if d == BATCH), None)
         self.tier = "full"          # "quick" while the optimized code is being compiled
@@ -238,8 +240,8 @@ class Executable:
         last = self._last
         if last is not None and len(xs) == len(last[0]):
             for a, shape, npdt in zip(xs, last[0], self._in_np):
-                if (type(a) is not np.ndarray or a.shape != shape or a.dtype != npdt
-                        or not a.flags.c_contiguous):
+                if (a.__class__ is not np.ndarray or a.shape != shape
+                        or (a.dtype is not npdt and a.dtype != npdt) or not a.flags.c_contiguous):
                     break
             else:
                 return self._run(xs, *last[1:])
@@ -261,9 +263,12 @@ class Executable:
                 in_ptrs[i] = _data(a)
             for i, o in enumerate(outs):
                 out_ptrs[i] = _data(o)
-            for i, v in enumerate(key):
-                self._dims[i] = v
-            self._fn(in_ptrs, out_ptrs, self._param_ptrs, self._arena(key), self._dims_addr)
+            if key != self._set_for:     # dims and arena as the last call left them, else:
+                for i, v in enumerate(key):
+                    self._dims[i] = v
+                self._arena_at = self._arena(key)
+                self._set_for = key
+            self._fn(in_ptrs, out_ptrs, self._param_ptrs, self._arena_at, self._dims_addr)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
