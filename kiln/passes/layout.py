@@ -354,15 +354,6 @@ def _transposed(v):
     return p.inputs[0] if p is not None and tuple(p.attrs["perm"]) == (1, 0) else None
 
 
-def _fresh(g: Graph, base: str) -> str:
-    """A name no input or param of ``g`` has."""
-    taken = {v.name for v in g.inputs} | set(g.params)
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    return name
-
-
 def _projectable(scan, body, cells, ins):
     """(cell, operand index of the sequence, x_width) when a cell's GEMM reads
     ``concat(x_t, h)`` with x_t the step of a time-major [T, N, x_width] sequence
@@ -400,11 +391,11 @@ def _pack_body(body: Graph, packed_types: dict, cells=(), nr: int = 0, project=N
     for i, v in enumerate(body.inputs):
         if project is not None and i == first_inv:
             cell = project[0]
-            extra["xw"] = out.add_input(_fresh(body, "xw_step"), TensorType(
+            extra["xw"] = out.add_input(body.unique_param_name("xw_step"), TensorType(
                 (cell.xh.type.shape[0], cell.w.type.shape[1]), cell.xh.type.dtype))
         env[v] = out.add_input(v.name, packed_types.get(v, v.type))
     if project is not None:
-        extra["ok"] = out.add_input(_fresh(body, "xw_ok"), TensorType((), DType.bool))
+        extra["ok"] = out.add_input(body.unique_param_name("xw_ok"), TensorType((), DType.bool))
     replaced = {n: cell for cell in cells for n in cell.nodes}
     for n in body.nodes:
         if n in replaced:             # one op for the cell, where c' is made

@@ -22,11 +22,11 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ... import target as targets
-from ...ir import DType, Graph, TensorType
+from ...ir import DType, TensorType
 from ...ir.types import Affine
 from .emit import I64, LLTYPE
 from .kernels import _softmax_slice, kernel, kernel_context
-from .kernels_gemm import MR, gemm_packed_into, transpose_square
+from .kernels_gemm import MR, gemm_packed_into, packed_gemm_node, transpose_square
 
 ROWS = 8 * MR             # query rows per block: 48 x 128 keys = 24 KB of scores
 SCORE_FLOATS = 1 << 14    # fewer rows per block for long key sequences (64 KB at most)
@@ -56,12 +56,9 @@ def _attend(tc, scores_node, out_node, s_ptr, q, kp, vp, out, count, keys, dt,
 
 
 def _gemm_node(rows: int, k: int, panels: TensorType, n: int):
-    """A matmul_packed node of one batch element's shapes (gemm_packed_into reads the
-    operand types and ``n`` off it)."""
-    g = Graph("attention_gemm")
-    a = g.add_input("a", TensorType((rows, k), panels.dtype))
-    bp = g.add_input("bp", TensorType(panels.shape[-3:], panels.dtype))
-    return g.op("matmul_packed", a, bp, n=n).producer
+    """The matmul_packed node of one batch element's shapes: [rows, k] @ panels."""
+    return packed_gemm_node(TensorType((rows, k), panels.dtype),
+                            TensorType(panels.shape[-3:], panels.dtype), n)
 
 
 @kernel("attention_packed")

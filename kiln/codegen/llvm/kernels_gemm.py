@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
+from ...ir import Graph
 from ...ir.types import Affine
 from ... import target as targets
 from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
@@ -28,7 +29,15 @@ from .kernels_conv import ConvRows
 
 MR = 6        # rows of C per register tile
 GROUP = 4     # panels per step for leftover rows (batch 1: a GEMV)
-LEFT_ROWS = 2  # leftover rows in pairs (1: one at a time, for A/B measurements)
+PAIR_ROWS = True  # leftover rows in pairs (False: one at a time, for A/B measurements)
+
+
+def packed_gemm_node(a_t, panels_t, n: int):
+    """A stand-alone matmul_packed node of these operand types, for a kernel that runs
+    ``gemm_packed_into`` on operands of its own (a stack buffer, part of a tensor, part
+    of a packed kernel): the GEMM reads their shapes and ``n`` off it."""
+    g = Graph("gemm")
+    return g.op("matmul_packed", g.add_input("a", a_t), g.add_input("bp", panels_t), n=n).producer
 
 
 def vec_width(n: int) -> int:
@@ -282,9 +291,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     # two rows at a time over the grouped panels (the bulk of the work) while two are
     # left; a last odd row and the few panels past the groups go row by row (the pair
     # variants of those would only add code to compile)
-    paired = LEFT_ROWS > 1 and full_panels >= GROUP
-    pairs_end = b.add(full_rows, b.mul(b.sdiv(b.sub(rows, full_rows), I64(2)), I64(2)))
+    paired = PAIR_ROWS and full_panels >= GROUP
     if paired:
+        pairs_end = b.add(full_rows, b.mul(b.sdiv(b.sub(rows, full_rows), I64(2)), I64(2)))
         with kc.loop(pairs_end, start=full_rows, name="ir2", step=2) as i:
             with kc.loop(grouped_end, start=pb, name="jg2", step=GROUP) as jp:
                 micro(i, 2, jp, [NR] * GROUP)

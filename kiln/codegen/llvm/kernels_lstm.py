@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
-from ...ir import Graph
 from ...ir.ops.lstm import GATES
 from ...ir.types import DType
 from . import vmath
 from .emit import I32, I64, LLTYPE
 from .kernels import kernel, kernel_context
-from .kernels_gemm import GROUP, MR, gemm_packed_into, gemm_packed_parallel
+from .kernels_gemm import GROUP, MR, gemm_packed_into, gemm_packed_parallel, packed_gemm_node
 from .scalar import SCALAR
 
 
@@ -154,17 +153,10 @@ def emit_lstm_cell_packed(module, name, node, symbols):
     xh_t, wp_t = node.inputs[0].type, node.inputs[1].type
     K = xh_t.shape[1]
     if len(node.inputs) == 6:    # the GEMM of h alone: A = xh's last K - x_width columns
-        h_part = _gemm_node(xh_t.with_shape((xh_t.shape[0], K - a["x_width"])),
+        h_part = packed_gemm_node(xh_t.with_shape((xh_t.shape[0], K - a["x_width"])),
                             wp_t.with_shape((wp_t.shape[0], K - a["x_width"], nr)), n)
     gemm_packed_parallel(kc, node, emit)
     return kc.finish()
-
-
-def _gemm_node(a_t, panels_t, n: int):
-    """A matmul_packed node of these operand types (gemm_packed_into reads the shapes
-    and ``n`` off it)."""
-    g = Graph("lstm_gemm")
-    return g.op("matmul_packed", g.add_input("a", a_t), g.add_input("bp", panels_t), n=n).producer
 
 
 @kernel("lstm_project")
@@ -175,7 +167,7 @@ def emit_lstm_project(module, name, node, symbols):
     a = node.attrs
     x_t, wp_t = (v.type for v in node.inputs)
     K, nr = wp_t.shape[1], wp_t.shape[2]
-    gemm = _gemm_node(x_t, wp_t.with_shape((wp_t.shape[0], a["x_width"], nr)), a["n"])
+    gemm = packed_gemm_node(x_t, wp_t.with_shape((wp_t.shape[0], a["x_width"], nr)), a["n"])
     b = kc.b
     ok = b.icmp_signed("<=", kc.dim(x_t.shape[1]), I64(a["max_rows"]))
     kc.store(b.zext(ok, ll.IntType(8)), kc.args[1], I64(0), DType.bool)
