@@ -413,21 +413,22 @@ COLD = {
 
 def compile_times(model: str, rounds: int) -> dict:
     """Compile + first call in a fresh process. kiln cold: an empty compile cache (a
-    fresh KILN_CACHE_DIR each round holding only kiln's runtime library -- the thread
-    pool, built from C once per installation, see kiln/runtime/threads.py; the default,
-    tiered compile); kiln warm: a second process on that cache; kiln untiered:
-    ``tiered=False`` on an empty compile cache; kiln first use: a cache directory with
-    nothing in it (the C compiler builds the thread pool during the compile)."""
+    fresh KILN_CACHE_DIR each round holding only kiln's runtime libraries -- the thread
+    pool and the call extension, built from C once per installation, see
+    kiln/runtime/cbuild.py; the default, tiered compile); kiln warm: a second process on
+    that cache; kiln untiered: ``tiered=False`` on an empty compile cache; kiln first
+    use: a cache directory with nothing in it (the C compiler builds both during the
+    compile)."""
     res = {"kiln": [], "kiln-warm": [], "kiln-untiered": [], "kiln-first-use": [],
            "keras-predict": []}
     base = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     runtime = tempfile.mkdtemp(prefix="kiln-runtime-")
-    subprocess.run([sys.executable, "-c", "import kiln.runtime.threads as t; t.pool(2)"],
-                   env=dict(base, KILN_CACHE_DIR=runtime), check=True)
+    subprocess.run([sys.executable, "-c", "import kiln.runtime.threads as t, kiln.runtime.fastcall as f; "
+                    "t.pool(2); f.entry_type()"], env=dict(base, KILN_CACHE_DIR=runtime), check=True)
 
     def cold_cache() -> str:
         d = tempfile.mkdtemp(prefix="kiln-cache-")
-        for lib in Path(runtime).glob("libkiln_threads-*.so"):
+        for lib in Path(runtime).glob("*.so"):
             shutil.copy(lib, d)
         return d
 

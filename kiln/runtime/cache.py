@@ -23,7 +23,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 
 from .._version import __version__
-from .threads import cache_dir
+from .cbuild import cache_dir
 
 
 def enabled() -> bool:

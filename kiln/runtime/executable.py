@@ -22,6 +22,7 @@ from ..ir.graph import Graph
 from ..ir.types import BATCH, TensorType, is_symbol
 from ..passes import PassManager, pipeline
 from . import cache as cache_mod
+from . import fastcall
 from . import threads as threads_mod
 from . import profile as profile_mod
 
@@ -121,6 +122,16 @@ class Executable:
         self.tier = "full"          # "quick" while the optimized code is being compiled
         self.tier_error = None      # why the optimized tier failed, if it did
         self._full_tier = None
+        # the C call path (kiln/runtime/fastcall.py), where it could be built
+        entry = fastcall.entry_type()
+        self._entry = None if entry is None else entry(
+            self._fn_address(compiled), ctypes.addressof(self._param_ptrs), self._dims_addr,
+            len(self.symbols), tuple(self._in_np), tuple(t.rank for t in self.input_types),
+            tuple(self._out_np), tuple(t.rank for t in self.output_types),
+            (self._param_ptrs, self._dims))
+
+    def _fn_address(self, compiled) -> int:
+        return compiled.address(self._lowered.entry)
 
     # -- tiers ----------------------------------------------------------------------------
     def _compile_full_tier(self, text: str, opt_level: int, on_object, key=None) -> None:
@@ -143,6 +154,8 @@ class Executable:
                     _OPTIMIZING.pop(key, None)
                 _OPTIMIZERS.discard(self._full_tier)
             with self._lock:
+                if self._entry is not None:     # waits for a call running the quick tier
+                    self._entry.set_fn(self._fn_address(full))
                 self._compiled, self._fn, self.tier = full, fn, "full"
 
         self._full_tier = threading.Thread(target=work, name="kiln-optimize", daemon=False)
@@ -236,9 +249,15 @@ class Executable:
 
     def __call__(self, *xs):
         # fast path: the inputs are contiguous arrays of the dtypes and shapes of the
-        # last call (one pass of cheap checks); else validate and bind from scratch
+        # last call -- checked and called in C (kiln/runtime/fastcall.py), else by one
+        # pass of cheap checks here; otherwise validate and bind from scratch
+        entry = self._entry
+        if entry is not None:
+            outs = entry(*xs)
+            if outs is not NotImplemented:
+                return outs
         last = self._last
-        if last is not None and len(xs) == len(last[0]):
+        if entry is None and last is not None and len(xs) == len(last[0]):
             for a, shape, npdt in zip(xs, last[0], self._in_np):
                 if (a.__class__ is not np.ndarray or a.shape != shape
                         or (a.dtype is not npdt and a.dtype != npdt) or not a.flags.c_contiguous):
@@ -256,6 +275,11 @@ class Executable:
     def _run(self, arrays, key, out_shapes):
         if self.tier == "quick" and self._big(arrays):
             self.wait_optimized()
+        if self._entry is not None:   # sets the C path up for these shapes, and runs
+            flat = tuple(d for shape in out_shapes for d in shape)
+            with self._lock:     # the arena may be replaced: one slow-path call at a time
+                arena_at = self._arena(key)
+                return self._entry.run(tuple(arrays), flat, key, self._arena_raw, arena_at)
         outs = [np.empty(shape, dtype=npdt) for shape, npdt in zip(out_shapes, self._out_np)]
         with self._lock:   # the pointer tables, dims and arena are shared by all calls
             in_ptrs, out_ptrs = self._in_ptrs, self._out_ptrs
@@ -308,6 +332,7 @@ def compile(model_or_graph, target: str = "cpu", dump_dir=None, verify: bool = T
         from .cuda_executable import compile_cuda
         return compile_cuda(model_or_graph, passes, verify, dump_dir)
     threads_mod.prepare()          # the thread pool's C build, if due, runs beside what follows
+    fastcall.prepare()             # ... and the call extension's
     threads_mod.thread_count(threads)   # a bad ``threads`` fails before any work
     pm, optimized = optimize_graph(model_or_graph, passes, verify, dump_dir, "kiln.compile")
     pool = None

@@ -14,29 +14,21 @@ cores this process may run on.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 import llvmlite.binding as llvm
 
+from .cbuild import CBuild
+
 SOURCE = Path(__file__).with_name("c") / "kiln_threads.c"
 _lock = threading.Lock()
 _lib = None
 _pools: dict = {}
 _failed = False
-
-
-def cache_dir() -> Path:
-    d = os.environ.get("KILN_CACHE_DIR")
-    return Path(d) if d else Path.home() / ".cache" / "kiln"
 
 
 def default_threads() -> int:
@@ -55,67 +47,8 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _target() -> Path:
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    return cache_dir() / f"libkiln_threads-{digest}.so"
-
-
-def _start(out: Path):
-    """Start the C compiler on the pool's source, into a temporary file beside ``out``:
-    (out, the temporary path, the compiler's process)."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise RuntimeError("no C compiler (cc, gcc or clang) found")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.Popen([cc, "-O2", "-shared", "-fPIC", "-pthread", str(SOURCE), "-o", tmp],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return out, tmp, proc
-
-
-def _own(pending) -> bool:
-    """Whether this process started the pending build (a forked child did not: it
-    neither waits for the compiler nor moves its file)."""
-    return pending is not None and pending[3] == os.getpid()
-
-
-def _finish(out: Path, tmp: str, proc, pid=None) -> Path:
-    """Wait for a build ``_start`` began and move its library into place."""
-    try:
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"building the thread pool failed: {err.strip()}")
-        os.replace(tmp, out)   # atomic: concurrent builders never see a partial file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
-
-
-#: a build ``prepare`` started and nobody has waited for yet: (out, tmp, process, pid)
-_pending = None
-
-
-def _build() -> Path:
-    global _pending
-    out = _target()
-    pending, _pending = _pending, None
-    if _own(pending):
-        if pending[0] == out:
-            return _finish(*pending)
-        try:                     # the cache directory changed since: build there instead
-            _finish(*pending)
-        except (RuntimeError, OSError):
-            pass
-    if out.exists():
-        return out
-    return _finish(*_start(out))
+#: the pool's library (kiln/runtime/cbuild.py: built once per installation)
+BUILD = CBuild(SOURCE, "libkiln_threads", "the thread pool")
 
 
 def prepare() -> None:
@@ -123,36 +56,15 @@ def prepare() -> None:
     this process has not loaded it and the cache directory holds none, so that the
     build overlaps the rest of a compile (graph passes, lowering, LLVM's passes);
     ``pool`` and ``ensure_symbols`` wait for it. Failures are reported there."""
-    global _pending
-    with _lock:
-        if _lib is not None or _failed or _pending is not None:
-            return
-        try:
-            out = _target()
-            if not out.exists():
-                _pending = (*_start(out), os.getpid())
-        except (RuntimeError, OSError):
-            pass     # _build tries again, and says why if it fails
-
-
-@atexit.register
-def _reap() -> None:
-    """A build started but never waited for still lands in the cache (no stray
-    temporary file)."""
-    global _pending
-    pending, _pending = _pending, None
-    if _own(pending):
-        try:
-            _finish(*pending)
-        except (RuntimeError, OSError):
-            pass
+    if _lib is None and not _failed:
+        BUILD.prepare()
 
 
 def _library():
     global _lib, _failed
     if _lib is None and not _failed:
         try:
-            path = _build()
+            path = BUILD.build()
             llvm.load_library_permanently(str(path))   # JIT code resolves its symbols
             lib = ctypes.CDLL(str(path))
             lib.kiln_pool_create.restype = ctypes.c_void_p

@@ -1,5 +1,5 @@
-"""A cold compile's cheaper paths: the thread pool's C build runs beside the compile
-(``threads.prepare``), and the optimized module's text is printed only when asked for
+"""A cold compile's cheaper paths: the C builds of the thread pool and of the call
+extension run beside the compile (``threads.prepare``, ``fastcall.prepare``), and the optimized module's text is printed only when asked for
 -- both without changing what is compiled or how it is shown."""
 import os
 import subprocess
@@ -13,7 +13,11 @@ import kiln
 from kiln.codegen.llvm import lower_graph
 from kiln.codegen.llvm.target import jit, jit_quick, module_text
 from kiln.ir import Graph, TensorType
+from kiln.runtime import fastcall
 from kiln.runtime.executable import optimize_graph
+
+#: whether this machine builds the call extension (kiln/runtime/fastcall.py) too
+FAST_CALL = fastcall.entry_type() is not None
 
 
 def dense(k=16, n=8, seed=0):
@@ -84,7 +88,7 @@ COMPILE = """
         warnings.simplefilter("always")
         exe = kiln.compile(g, threads=2)
     print("threads", exe.threads, "warned", any("single-threaded" in str(w.message) for w in caught))
-    print("out", exe(np.ones((2, 4), np.float32)).tolist())
+    print("out", exe(np.ones((2, 4), np.float32)).tolist(), "c-call", exe._entry is not None)
 """
 
 
@@ -95,9 +99,10 @@ def test_cold_cache_builds_the_pool_beside_the_compile(tmp_path):
     r = _run(COMPILE, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "threads 2 warned False" in r.stdout
-    assert "out [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]" in r.stdout
-    libs = sorted(p.name for p in tmp_path.glob("*.so"))
-    assert len(libs) == 1 and libs[0].startswith("libkiln_threads-")   # no temporary left
+    assert f"out [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]] c-call {FAST_CALL}" in r.stdout
+    libs = sorted(p.name for p in tmp_path.glob("*.so"))      # no temporary left
+    assert [n.split("-")[0] for n in libs] == (["kiln_call", "libkiln_threads"] if FAST_CALL
+                                               else ["libkiln_threads"]), libs
     r = _run(COMPILE, tmp_path)                                          # warm: no build
     assert r.returncode == 0 and "threads 2 warned False" in r.stdout, r.stderr
 
@@ -106,7 +111,7 @@ def test_a_failing_pool_build_still_compiles_serially(tmp_path):
     r = _run(COMPILE, tmp_path, CC=str(tmp_path / "no-such-compiler"))
     assert r.returncode == 0, r.stderr
     assert "threads 1 warned True" in r.stdout
-    assert "out [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]" in r.stdout
+    assert "out [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]] c-call False" in r.stdout   # the ctypes path
     assert not list(tmp_path.glob("*.so"))
 
 
@@ -117,7 +122,7 @@ def test_a_build_nobody_waits_for_still_lands_at_exit(tmp_path):
     r = _run("""
         from kiln.runtime import threads
         threads.prepare()
-        assert threads._pending is not None
+        assert threads.BUILD.pending is not None
         raise SystemExit(0)     # e.g. a compile that failed in the graph passes
     """, tmp_path)
     assert r.returncode == 0, r.stderr
@@ -133,11 +138,11 @@ def test_a_forked_child_leaves_the_parents_build_alone(tmp_path):
         threads.prepare()
         pid = os.fork()
         if pid == 0:        # the child: not its build; it builds (or finds) its own
-            path = threads._build()
+            path = threads.BUILD.build()
             os._exit(0 if path.exists() else 3)
         _, status = os.waitpid(pid, 0)
         assert status == 0, status
-        assert threads._build().exists()
+        assert threads.BUILD.build().exists()
     """, tmp_path)
     assert r.returncode == 0, r.stderr
     libs = sorted(p.name for p in tmp_path.glob("*.so"))
