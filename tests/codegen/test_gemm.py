@@ -99,6 +99,7 @@ def test_runtime_pack_panels_kernel():
 @pytest.mark.parametrize("nr", [4, 8, 16, 32])
 @pytest.mark.parametrize("shape,perm", [
     ((40, 64), None), ((40, 70), None),            # whole panels (vector rows) and a partial one
+    ((37, 70), None), ((301, 100), None),          # rows past whole PACK_ROWS units; split on threads
     ((64, 48), (1, 0)), ((37, 70), (1, 0)),        # transposes: whole KB blocks, K tail, partial panel
     ((3, 33, 40), (0, 2, 1)), ((2, 16, 3, 32), (0, 2, 3, 1)),   # batched, through a permutation
     ((5, 3, 32), (1, 0, 2)),                       # P contiguous, batch dims swapped

@@ -402,6 +402,10 @@ PACK_MIN_WORK = 1 << 14
 #: whole panels by vectors and transposes by register blocks (False: element by element,
 #: for A/B measurements)
 VECTOR_PACK = True
+#: a 2-D source with contiguous panel rows is packed in its row order, PACK_ROWS rows
+#: per work unit (False: a panel per work unit)
+ROW_ORDER = True
+PACK_ROWS = 8
 
 
 def transpose_square(b, rows: list) -> list:
@@ -420,6 +424,43 @@ def transpose_square(b, rows: list) -> list:
                 rows[i], rows[i + h] = b.shuffle_vector(a, c, lo), b.shuffle_vector(a, c, hi)
         h //= 2
     return rows
+
+
+def _pack_by_rows(kc, K, npanels, NR, P, strides, dt):
+    """A 2-D source whose panel rows are contiguous (a weight, an activation), packed in
+    its own row order: a work unit is PACK_ROWS source rows, each copied to every panel
+    by vectors (the last, partial panel element by element, zero-padded). The source is
+    read front to back, which the hardware prefetcher follows; a panel at a time read
+    it down a column of 128-byte pieces, one page apart for a 512-wide matrix."""
+    Kv = kc.affine(Affine.product((K,)))
+    units = kc.b.sdiv(kc.b.add(Kv, I64(PACK_ROWS - 1)), I64(PACK_ROWS))
+    full = P // NR
+    vt = ll.VectorType(LLTYPE[dt], NR)
+    zero = const(dt, 0.0)
+
+    def task(tc, lo, hi):
+        b = tc.b
+        out_ptr, x_ptr = tc.args
+        Kt = tc.affine(Affine.product((K,)))
+        sK = tc.affine(strides[-2])
+        stop = b.mul(hi, I64(PACK_ROWS))
+        stop = b.select(b.icmp_signed("<", stop, Kt), stop, Kt)
+        with tc.loop(stop, start=b.mul(lo, I64(PACK_ROWS)), name="k") as k:
+            row = b.mul(k, sK)
+            with tc.loop(I64(full), name="p") as p:
+                src = b.add(row, b.mul(p, I64(NR)))
+                dst = b.mul(b.add(b.mul(p, Kt), k), I64(NR))
+                v = b.load(b.bitcast(b.gep(x_ptr, [src], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+                b.store(v, b.bitcast(b.gep(out_ptr, [dst], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+            if full < npanels:           # the partial panel: columns past P store 0
+                dst0 = b.mul(b.add(b.mul(I64(full), Kt), k), I64(NR))
+                for j in range(NR):
+                    col = full * NR + j
+                    x = tc.load(x_ptr, b.add(row, I64(col)), dt) if col < P else zero
+                    tc.store(x, out_ptr, b.add(dst0, I64(j)), dt)
+
+    kc.parallel(units, task, work=kc.b.mul(Kv, I64(npanels * NR)), min_work=PACK_MIN_WORK)
+    return kc.finish()
 
 
 @kernel("pack_panels")
@@ -445,6 +486,8 @@ def emit_pack_panels(module, name, node, symbols):
     zero = const(dt, 0.0)
     S = min(NR, KB)
     square = VECTOR_PACK and k_contiguous and NR % S == 0 and KB % S == 0 and S & (S - 1) == 0 and S > 1
+    if ROW_ORDER and VECTOR_PACK and p_contiguous and not batch:
+        return _pack_by_rows(kc, K, npanels, NR, P, strides, dt)
     units = kc.b.mul(kc.affine(Affine.product(tuple(batch))), I64(npanels))
 
     def task(tc, lo, hi):
