@@ -190,7 +190,7 @@ class DataParallelStep(TrainStep):
         else:                                        # fewer samples than ranks
             buf = np.zeros(self.split.size, np.float32)
         self.strategy.allreduce(buf)
-        outs = self.train_exe(buf, np.float32(lr))
+        outs = self.train_exe(buf, np.asarray(lr, np.float32))
         self.dirty = True
         self.eval_stale = True
         outs = outs if isinstance(outs, tuple) else (outs,)

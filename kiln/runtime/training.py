@@ -380,7 +380,7 @@ class TrainStep:
         lr = self.optimizer._learning_rate
         if lr.__class__ is not float:          # a schedule: evaluated at the step count
             lr = self.optimizer.learning_rate_at(self.optimizer_iterations())
-        outs = self.train_exe(*xs, *ys, *sws, np.float32(lr))
+        outs = self.train_exe(*xs, *ys, *sws, np.asarray(lr, np.float32))   # 0-d: the fast call path
         self.dirty = True
         self.eval_stale = True
         outs = outs if isinstance(outs, tuple) else (outs,)
