@@ -41,7 +41,7 @@ def _flags() -> list:
 
 
 def _key() -> str:
-    return f"{sys.implementation.cache_tag} {sys.version} numpy {np.__version__} {np.get_include()}"
+    return f"{sys.implementation.cache_tag} {sys.version} numpy {np.__version__}"
 
 
 BUILD = CBuild(SOURCE, "kiln_call", "kiln's call extension", flags=_flags, key=_key)
