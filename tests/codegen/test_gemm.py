@@ -174,6 +174,60 @@ def test_matmul_packed_transpose_a_symbolic_k(threads):
             np.testing.assert_allclose(exe(av, bv), av.T @ bv, rtol=1e-4, atol=1e-4)
 
 
+def _vector_epilogue_pair(monkeypatch, g, threads=2):
+    """``g`` compiled with the epilogue in registers and with the pass over stored rows."""
+    from kiln.codegen.llvm import fused
+    exes = []
+    for on in (True, False):
+        monkeypatch.setattr(fused, "VECTOR_EPILOGUE", on)
+        exes.append(kiln.compile(g, threads=threads, cache=False, tiered=False))
+    return exes
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_register_epilogue_equals_the_row_pass_bit_for_bit(monkeypatch, threads):
+    """A GEMM's epilogue made of plain float ops runs on the accumulators before they are
+    stored: full tiles, row pairs over grouped panels, single rows, and the partial panel
+    (still a pass over the stored row) give the row pass's bits, and numpy's values."""
+    p = 4 * panel_width() + 5
+    g = Graph("e")
+    x = g.add_input("x", TensorType(("N", 21)))
+    r = g.add_input("r", TensorType(("N", p)))
+    s = g.add_input("s", TensorType(("N", 1)))
+    w = g.add_param("w", rng.standard_normal((21, p)).astype(np.float32))
+    bias = g.add_param("b", rng.standard_normal(p).astype(np.float32))
+    y = g.op("add", g.op("matmul", x, w), bias)
+    y = g.op("maximum", g.op("mul", g.op("relu", g.op("sub", y, r)), s), g.constant(-0.5))
+    g.set_outputs([g.op("minimum", y, g.op("square", r))])
+    fast, rows = _vector_epilogue_pair(monkeypatch, g, threads)
+    assert fast.ir.count("= fusion(") == 1
+    for m in (*range(1, 14), 37):
+        xs = [rng.standard_normal(shape).astype(np.float32) for shape in ((m, 21), (m, p), (m, 1))]
+        got = fast(*xs)
+        np.testing.assert_array_equal(got, rows(*xs))
+        y = xs[0].astype(np.float64) @ g.param_values["w"] + g.param_values["b"]
+        want = np.minimum(np.maximum(np.maximum(y - xs[1], 0) * xs[2], -0.5), xs[1] ** 2)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_register_epilogue_of_a_masked_conv_block(monkeypatch):
+    """A conv's last, partial row block runs masked: the epilogue of its missing rows
+    reads the last row's operands (in bounds) and their results are dropped."""
+    g = Graph("c")
+    x = g.add_input("x", TensorType(("N", 5, 5, 3)))
+    res = g.add_input("res", TensorType(("N", 5, 5, 40)))
+    w = g.add_param("w", rng.standard_normal((3, 3, 3, 40)).astype(np.float32))
+    y = g.op("conv2d", x, w, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=1)
+    g.set_outputs([g.op("relu", g.op("add", y, res))])
+    fast, rows = _vector_epilogue_pair(monkeypatch, g)
+    assert "conv2d_packed(" in fast.ir
+    for n in (1, 2):                      # 25 and 50 output pixels: not a multiple of 6
+        xs = rng.standard_normal((n, 5, 5, 3)).astype(np.float32)
+        rs = rng.standard_normal((n, 5, 5, 40)).astype(np.float32)
+        np.testing.assert_array_equal(fast(xs, rs), rows(xs, rs))
+        np.testing.assert_allclose(fast(xs, rs), kiln.interpret(g, xs, rs), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("hw,c,o,k,strides,dil,pads", [
     ((7, 9), 3, 5, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
     ((8, 8), 4, 40, (3, 3), (2, 2), (1, 1), (0, 1, 0, 1)),

@@ -84,7 +84,7 @@ class MatrixRows:
 
 def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_range=None,
                      row_range=None, batch=None, lda=None, ldc=None, c_at=None,
-                     rows_epilogue=None, b_k=None, acc_init=None):
+                     rows_epilogue=None, b_k=None, acc_init=None, vector_epilogue=None):
     """Emit the packed GEMM for ``node`` (matmul_packed or conv2d_packed) over the panels
     in ``panel_range`` and the rows in ``row_range`` (i64 values [begin, end); default:
     all). Batched panels: ``batch`` (an i64 value) picks the batch element -- its rows
@@ -99,9 +99,14 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     hold k_total rows of which this GEMM reads k0 .. k0 + K (K: A's columns) -- part of
     a packed kernel. ``acc_init(row, p)``: a pointer to NR floats the accumulators of
     panel p's row start from instead of 0 (C += A @ B in one FMA chain per element, k
-    in order -- the same sums as one GEMM over the whole depth; full panels only)."""
+    in order -- the same sums as one GEMM over the whole depth; full panels only).
+    ``vector_epilogue(row, j, vec)``: the epilogue of ``tile_epilogue`` on one vector of
+    C's row ``row`` (columns j .. j + VW) while it is in a register, before its store --
+    then ``tile_epilogue`` runs only for the partial panel (through the stack tile)."""
     b = kc.b
     m = kc.module
+    if c_at is not None:          # C never reaches memory: the epilogue is the caller's
+        vector_epilogue = None
     a_t = node.inputs[0].type
     npanels, _, NR = node.inputs[1].type.shape[-3:]
     n = node.attrs["n"]
@@ -195,10 +200,10 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                     with kc.loop(I64(width), name="w") as j:
                         kc.store(kc.load(tile_ptr, b.add(b.mul(r, I64(NR)), j), dt), c_ptr,
                                  b.add(crow, j), dt)
-            if tile_epilogue is not None and G == 1:
+            if tile_epilogue is not None and G == 1 and (vector_epilogue is None or width != NR):
                 with kc.loop(nrows, name="er") as r:
                     tile_epilogue(b.add(i, r), j0, I64(width))
-        if tile_epilogue is not None and G > 1:    # full panels side by side: one run per row
+        if tile_epilogue is not None and G > 1 and vector_epilogue is None:   # side by side: one run per row
             assert all(w == NR for w in widths)
             with kc.loop(nrows, name="er") as r:
                 tile_epilogue(b.add(i, r), b.mul(jp, I64(NR)), I64(G * NR))
@@ -244,9 +249,15 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 dst = b.select(b.icmp_signed("<=", b.add(i, I64(r)), last), dst, spare)
         else:  # partial last panel: through the stack tile, only the valid columns
             dst = spare
+        # a masked block's rows past the end: the epilogue reads the last row's operands
+        # (in bounds; the results go to the stack tile)
+        erow = b.add(i, I64(r)) if not (masked and r) else smin(b.add(i, I64(r)), last)
         for v in range(nvec):
             vd = b.bitcast(b.gep(dst, [I64(v * VW)], inbounds=True), vptr)
-            b.store(b.load(vecs[v]), vd, align=dt.itemsize)
+            x = b.load(vecs[v])
+            if vector_epilogue is not None and width == NR:
+                x = vector_epilogue(erow, b.add(j0, I64(v * VW)), x)
+            b.store(x, vd, align=dt.itemsize)
 
     last_width = n - (npanels - 1) * NR
     full_panels = npanels if last_width == NR else npanels - 1
