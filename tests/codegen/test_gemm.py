@@ -184,8 +184,34 @@ def _vector_epilogue_pair(monkeypatch, g, threads=2):
     return exes
 
 
+def _epilogue_arith(g, y, r, s):
+    y = g.op("maximum", g.op("mul", g.op("relu", g.op("sub", y, r)), s), g.constant(-0.5))
+    return g.op("minimum", y, g.op("square", r))
+
+
+def _epilogue_arith_ref(y, r, s):
+    return np.minimum(np.maximum(np.maximum(y - r, 0) * s, -0.5), r ** 2)
+
+
+def _epilogue_math(g, y, r, s):     # a GELU, a relu's gradient, sigmoid, tanh, exp, sqrt, abs
+    gelu = g.op("mul", g.op("mul", y, g.constant(0.5)),
+                g.op("add", g.op("erf", g.op("mul", y, g.constant(0.7071067811865476))), g.constant(1.0)))
+    grad = g.op("where", g.op("greater", r, g.constant(0.0)), gelu, g.op("tanh", y))
+    t = g.op("add", grad, g.op("mul", g.op("sigmoid", s), g.op("exp", g.op("neg", g.op("abs", r)))))
+    return g.op("add", t, g.op("sqrt", g.op("abs", y)))
+
+
+def _epilogue_math_ref(y, r, s):
+    from math import erf
+    gelu = 0.5 * y * (1 + np.vectorize(erf)(y / np.sqrt(2)))
+    return (np.where(r > 0, gelu, np.tanh(y)) + np.exp(-np.abs(r)) / (1 + np.exp(-s))
+            + np.sqrt(np.abs(y)))
+
+
+@pytest.mark.parametrize("epilogue", [(_epilogue_arith, _epilogue_arith_ref),
+                                      (_epilogue_math, _epilogue_math_ref)], ids=["arith", "math"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_register_epilogue_equals_the_row_pass_bit_for_bit(monkeypatch, threads):
+def test_register_epilogue_equals_the_row_pass_bit_for_bit(monkeypatch, threads, epilogue):
     """A GEMM's epilogue made of plain float ops runs on the accumulators before they are
     stored: full tiles, row pairs over grouped panels, single rows, and the partial panel
     (still a pass over the stored row) give the row pass's bits, and numpy's values."""
@@ -196,9 +222,8 @@ def test_register_epilogue_equals_the_row_pass_bit_for_bit(monkeypatch, threads)
     s = g.add_input("s", TensorType(("N", 1)))
     w = g.add_param("w", rng.standard_normal((21, p)).astype(np.float32))
     bias = g.add_param("b", rng.standard_normal(p).astype(np.float32))
-    y = g.op("add", g.op("matmul", x, w), bias)
-    y = g.op("maximum", g.op("mul", g.op("relu", g.op("sub", y, r)), s), g.constant(-0.5))
-    g.set_outputs([g.op("minimum", y, g.op("square", r))])
+    build, ref = epilogue
+    g.set_outputs([build(g, g.op("add", g.op("matmul", x, w), bias), r, s)])
     fast, rows = _vector_epilogue_pair(monkeypatch, g, threads)
     assert fast.ir.count("= fusion(") == 1
     for m in (*range(1, 14), 37):
@@ -206,8 +231,7 @@ def test_register_epilogue_equals_the_row_pass_bit_for_bit(monkeypatch, threads)
         got = fast(*xs)
         np.testing.assert_array_equal(got, rows(*xs))
         y = xs[0].astype(np.float64) @ g.param_values["w"] + g.param_values["b"]
-        want = np.minimum(np.maximum(np.maximum(y - xs[1], 0) * xs[2], -0.5), xs[1] ** 2)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got, ref(y, xs[1], xs[2]), rtol=1e-4, atol=1e-4)
 
 
 def test_register_epilogue_of_a_masked_conv_block(monkeypatch):
