@@ -131,3 +131,21 @@ def test_the_transformed_kernel_is_a_param_never_a_spelled_out_constant():
     assert any(n.op.name == "conv2d_winograd" for n in after.nodes)
     big = [n for n in after.nodes if n.op.name == "constant" and n.attrs["value"].size > 16]
     assert not big and len(str(after)) < 4000
+
+
+@pytest.mark.parametrize("h,pool,residual", [(11, False, True), (11, True, False), (9, False, False)])
+def test_register_epilogue_equals_the_pixel_pass_bit_for_bit(monkeypatch, h, pool, residual):
+    """The fused epilogue runs on the output transform's vectors before their store
+    (pixels past an odd edge read the tile's first pixel's operands and are dropped):
+    the same bits as a pass over each stored pixel."""
+    from kiln.codegen.llvm import fused
+    g, _, _ = conv_graph(h, 16, 16 if residual else 32, (1, 1, 1, 1), pool=pool, residual=residual)
+    exes = []
+    for on in (True, False):
+        monkeypatch.setattr(fused, "VECTOR_EPILOGUE", on)
+        exes.append(kiln.compile(g, cache=False, tiered=False, threads=2))
+    assert "conv2d_winograd" in exes[0].ir
+    for n in (1, 3):
+        xv = rng.standard_normal((n, h, h, 16)).astype(np.float32)
+        np.testing.assert_array_equal(exes[0](xv), exes[1](xv))
+        np.testing.assert_allclose(exes[0](xv), kiln.interpret(g, xv), rtol=1e-4, atol=1e-4)

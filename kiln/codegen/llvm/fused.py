@@ -142,7 +142,10 @@ def emit_fusion(module, name, node, symbols):
         def emit(tc, lo, hi):
             t_args = _in_ptrs(tc, body)
             row = _row_epilogue(tc, module, body, master, root, tc.args[0], t_args)
-            units(tc, master, tc.args[0], *(t_args[v] for v in master.inputs), lo, hi, row)
+            kw = {}
+            if master.op.family == "conv2d_winograd":    # output vectors: the register epilogue
+                kw["vector_epilogue"] = _vector_epilogue(tc, module, body, master, root, t_args)
+            units(tc, master, tc.args[0], *(t_args[v] for v in master.inputs), lo, hi, row, **kw)
 
         parallel(kc, master, emit)
     elif master.op.kind is Kind.OUT_FUSABLE:             # any other master, then the epilogue

@@ -93,9 +93,10 @@ def winograd_parallel(kc, node, emit):
     kc.parallel(units, emit, work=work, min_work=MIN_WORK)
 
 
-def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
+def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None, vector_epilogue=None):
     """Units [lo, hi) (see the module docstring); ``epilogue(row, j0, width)`` per
-    output pixel (flat row of [N*OH*OW, O]) after its channels are stored."""
+    output pixel (flat row of [N*OH*OW, O]) after its channels are stored, or
+    ``vector_epilogue(row, j, vec)`` on each output vector before its store."""
     p = plan(node)
     b = tc.b
     dt = node.inputs[0].type.dtype
@@ -195,8 +196,10 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None):
                     dst = vec(out_ptr, b.add(b.mul(q, I64(O)), o), vot)
                     if ok is not None:
                         dst = b.select(ok, dst, sink)
+                    if vector_epilogue is not None:   # a pixel past the edge reads the tile's first
+                        v = vector_epilogue(q if ok is None else b.select(ok, q, pix[0]), o, v)
                     b.store(v, dst, align=dt.itemsize)
-            if epilogue is not None:
+            if epilogue is not None and vector_epilogue is None:
                 for q, ok in zip(pix, inside):
                     if ok is None:
                         epilogue(q, o0, b.sub(o1, o0))
