@@ -71,3 +71,30 @@ def test_exp_nonpositive_accuracy_and_edges():
     nan_row = row.copy()
     nan_row[5] = np.nan
     assert np.isnan(exe(nan_row[None])).all()
+
+
+def test_splat_and_undef_constants_parse_as_the_spelled_out_ones():
+    """emit.splat / emit.undef print one short form (``splat (float 1.5)``, ``undef``)
+    where llvmlite spells every lane; LLVM reads both as the same constants, so the
+    optimized module is the same text."""
+    import llvmlite.binding as llvm
+    import llvmlite.ir as ll
+    from kiln.codegen.llvm.emit import splat, undef
+
+    def module(short: bool) -> str:
+        m = ll.Module()
+        vt, it = ll.VectorType(ll.FloatType(), 16), ll.VectorType(ll.IntType(32), 16)
+        f = ll.Function(m, ll.FunctionType(vt, [ll.FloatType(), vt]), "f")
+        b = ll.IRBuilder(f.append_basic_block())
+        c = (lambda t, v: splat(t, v)) if short else (lambda t, v: ll.Constant(t, [v] * t.count))
+        u = undef(vt) if short else ll.Constant(vt, ll.Undefined)
+        s = b.shuffle_vector(b.insert_element(u, f.args[0], ll.IntType(32)(0)), u, c(it, 0))
+        y = b.fadd(b.fmul(s, f.args[1]), c(vt, 1.5))
+        b.ret(b.select(b.fcmp_unordered(">", y, c(vt, 0.0)), y, c(vt, float("-inf"))))
+        return str(m)
+
+    short, long = module(True), module(False)
+    assert "splat (float" in short and "splat (i32 0)" in short and "<16 x float> undef" in short
+    assert len(short) < len(long) / 2
+    parsed = [str(llvm.parse_assembly(text)) for text in (short, long)]
+    assert parsed[0] == parsed[1]

@@ -35,6 +35,46 @@ def const(dt: DType, v) -> ll.Constant:
     return ll.Constant(t, float(v) if dt.is_float else int(v))
 
 
+class _Splat(ll.Constant):
+    """A vector constant with every lane equal, printed ``splat (float 1.5)`` rather
+    than lane by lane (llvmlite's form: 16 lanes of hex floats, in every instruction
+    that uses it). LLVM parses both into the same constant; the short form is less
+    text to print and parse for both tiers (vmath's polynomials and the GEMM's
+    broadcasts use such constants everywhere)."""
+
+    def __init__(self, typ: ll.VectorType, value):
+        el = value if isinstance(value, ll.Constant) else ll.Constant(typ.element, value)
+        super().__init__(typ, [el] * typ.count)    # lanes kept: llvmlite checks masks by them
+        self._text = f"splat ({el.type} {el.get_reference()})"
+
+    def _to_string(self):
+        return f"{self.type} {self._text}"
+
+    def _get_reference(self):
+        return self._text
+
+
+def splat(t: ll.VectorType, value) -> ll.Constant:
+    """The vector constant of type ``t`` with ``value`` in every lane."""
+    return _Splat(t, value)
+
+
+class _Undef(ll.Constant):
+    def __init__(self, typ):
+        super().__init__(typ, ll.Undefined)
+
+    def _to_string(self):
+        return f"{self.type} undef"
+
+    def _get_reference(self):
+        return "undef"
+
+
+def undef(t) -> ll.Constant:
+    """``undef`` of type ``t``, printed as one word (llvmlite spells a vector's lanes)."""
+    return _Undef(t)
+
+
 class KernelContext:
     """One LLVM function under construction, with helpers for dims, loops, threads.
 

@@ -12,7 +12,7 @@ import llvmlite.ir as ll
 
 from ...ir.opdef import normalize_axis
 from ...ir.types import Affine
-from .emit import (I32, I64, LLTYPE, KernelContext, broadcast_strides, collapse, const, contiguous_strides,
+from .emit import (I32, I64, LLTYPE, KernelContext, splat, undef, broadcast_strides, collapse, const, contiguous_strides,
                    as_sizes, parallel_nest, ptr, strided_nest)
 from . import vmath
 from .scalar import SCALAR
@@ -107,7 +107,7 @@ def lane_fold(kc, count: ll.Value, value_at, dt, identity: float, combine) -> ll
     vt = ll.VectorType(t, SUM_LANES)
     with b.goto_entry_block():
         lanes = b.alloca(vt, name="lanes")
-    b.store(ll.Constant(vt, [identity] * SUM_LANES), lanes)
+    b.store(splat(vt, identity), lanes)
     lane_ptr = b.bitcast(lanes, t.as_pointer())
 
     def add(lane, k):
@@ -123,7 +123,7 @@ def lane_fold(kc, count: ll.Value, value_at, dt, identity: float, combine) -> ll
     v, width = b.load(lanes), SUM_LANES
     while width > 1:
         width //= 2
-        halves = [b.shuffle_vector(v, ll.Constant(v.type, ll.Undefined),
+        halves = [b.shuffle_vector(v, undef(v.type),
                                    ll.Constant(ll.VectorType(I32, width), list(range(h, h + width))))
                   for h in (0, width)]
         v = combine(*halves)

@@ -24,7 +24,7 @@ import llvmlite.ir as ll
 from ... import target as targets
 from ...ir import DType, TensorType
 from ...ir.types import Affine
-from .emit import I64, LLTYPE
+from .emit import I64, LLTYPE, splat
 from .kernels import _softmax_slice, kernel, kernel_context
 from .kernels_gemm import MR, gemm_packed_into, packed_gemm_node, transpose_square
 
@@ -185,7 +185,7 @@ def _pack_keys(tc, kbuf, k_ptr, first, S, H, D, nr, scale, dt):
     T = T if T > 1 and nr % T == 0 and S >= T and D >= T else 1
     sb, db = (S // T * T, D // T * T) if T > 1 else (0, 0)
     vt = ll.VectorType(t, T)
-    vscale = ll.Constant(vt, [scale.constant] * T) if T > 1 else None
+    vscale = splat(vt, scale.constant) if T > 1 else None
 
     def row(s):
         return tb.mul(tb.add(first, tb.mul(s, I64(H))), I64(D))

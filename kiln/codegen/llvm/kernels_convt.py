@@ -19,7 +19,7 @@ import llvmlite.ir as ll
 
 from ... import target as targets
 from . import vmath
-from .emit import I32, I64, LLTYPE
+from .emit import I32, I64, LLTYPE, splat
 
 
 
@@ -45,7 +45,7 @@ def _reduce_lanes(b, vecs):
     n = vt.count
     items = [(v, [k]) for k, v in enumerate(vecs)]     # (vector, ids of its lane groups)
     g = n
-    zero = ll.Constant(vt, [0.0] * n)
+    zero = splat(vt, 0.0)
     while g > 1:
         if len(items) % 2:
             items.append((zero, [None] * len(items[0][1])))
@@ -79,7 +79,7 @@ def emit_conv2d_transpose_gather(kc, node):
     MR, NO = _tile()
     vt = ll.VectorType(LLTYPE[dt], vw)
     cfull = C // vw
-    zero_v = ll.Constant(vt, [0.0] * vw)
+    zero_v = splat(vt, 0.0)
     m = kc.module
 
     def hit(b, o, k, d, s, pad, size):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ... import target as targets
-from .emit import I32, I64, LLTYPE, const
+from .emit import I32, I64, LLTYPE, const, splat, undef
 
 
 def lanes(dt) -> int:
@@ -42,7 +42,7 @@ class Vec:
         self.t = ll.VectorType(LLTYPE[dt], L)
 
     def splat(self, v):
-        return ll.Constant(self.t, [v] * self.L)
+        return splat(self.t, v)
 
     def load(self, p, off):
         b = self.tc.b
@@ -141,9 +141,8 @@ def emit_pool2d(kc, node):
                 if not is_max:
                     count = b.mul(b.sub(ys[1], ys[0]), b.sub(xs[1], xs[0]))
                     inv = b.fdiv(const(dt, 1), b.sitofp(count, t))
-                    vinv = b.shuffle_vector(b.insert_element(ll.Constant(V.t, ll.Undefined), inv, I32(0)),
-                                            ll.Constant(V.t, ll.Undefined),
-                                            ll.Constant(ll.VectorType(I32, L), [0] * L))
+                    vinv = b.shuffle_vector(b.insert_element(undef(V.t), inv, I32(0)), undef(V.t),
+                                            splat(ll.VectorType(I32, L), 0))
                     r = b.fmul(r, vinv)
                 V.store(r, out_ptr, b.add(obase, c))
 
@@ -217,19 +216,18 @@ def emit_max_pool2d_grad(kc, node):
                 with b.goto_entry_block():
                     best_slot, idx_slot = b.alloca(V.t), b.alloca(it)
                 b.store(V.splat(float("-inf")), best_slot)
-                b.store(ll.Constant(it, [-1] * L), idx_slot)
+                b.store(splat(it, -1), idx_slot)
 
                 def k_of(y, x):
                     k = b.add(b.mul(b.sub(y, y0), I64(kw)), b.sub(x, x0))
-                    kv = b.insert_element(ll.Constant(it, ll.Undefined), b.trunc(k, I32), I32(0))
-                    return b.shuffle_vector(kv, ll.Constant(it, ll.Undefined),
-                                            ll.Constant(ll.VectorType(I32, L), [0] * L))
+                    kv = b.insert_element(undef(it), b.trunc(k, I32), I32(0))
+                    return b.shuffle_vector(kv, undef(it), splat(ll.VectorType(I32, L), 0))
 
                 def scan(y, x):
                     v = V.load(x_ptr, b.add(_pix(b, n, y, x, H, W, C), c))
                     best, idx = b.load(best_slot), b.load(idx_slot)
                     gt = b.and_(b.fcmp_ordered("ord", best, best), b.fcmp_unordered(">", v, best))
-                    better = b.or_(b.icmp_signed("<", idx, ll.Constant(it, [0] * L)), gt)
+                    better = b.or_(b.icmp_signed("<", idx, splat(it, 0)), gt)
                     b.store(b.select(better, v, best), best_slot)
                     b.store(b.select(better, k_of(y, x), idx), idx_slot)
 

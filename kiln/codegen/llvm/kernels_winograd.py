@@ -22,7 +22,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ...ir.ops.winograd import AT, BT, tiles
-from .emit import I64, LLTYPE
+from .emit import I64, LLTYPE, splat
 from .kernels import kernel, kernel_context
 from .kernels_attention import _gemm_node
 from .kernels_gemm import MR, gemm_packed_into, nan_max, vec_width
@@ -111,7 +111,7 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None, vect
         m_buf = b.bitcast(b.alloca(ll.ArrayType(ft, 16 * TB * O), name="wino_m"), ft.as_pointer())
         sink = b.alloca(vot, name="wino_sink")        # stores of pixels past the edge
     gemm = _gemm_node(TB, C, node.inputs[1].type, O)
-    zero_c = ll.Constant(vct, [0.0] * vc)
+    zero_c = splat(vct, 0.0)
 
     def vec(ptr, index, t):
         return b.bitcast(b.gep(ptr, [index], inbounds=True), t.as_pointer())

@@ -28,6 +28,7 @@ import llvmlite.ir as ll
 
 from ... import target as targets
 from ...ir.types import DType
+from .emit import splat
 
 F32 = ll.FloatType()
 I32 = ll.IntType(32)
@@ -47,7 +48,7 @@ def fma(b, m: ll.Module, x, y, z):
 def _c(t, v):
     """A constant of scalar or vector type ``t`` (splatted)."""
     if isinstance(t, ll.VectorType):
-        return ll.Constant(t, [ll.Constant(t.element, v)] * t.count)
+        return splat(t, v)
     return ll.Constant(t, v)
 
 
