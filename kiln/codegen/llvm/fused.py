@@ -21,7 +21,7 @@ import llvmlite.ir as ll
 
 from ...ir.opdef import Kind
 from ...ir.types import Affine, DType
-from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, parallel_nest
+from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, parallel_nest, splat, undef
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
 from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
@@ -268,7 +268,7 @@ def _vector_minmax(intr):
 
 
 def _vector_relu(b, m, xs):     # as scalar.py's: x > 0 ? x : 0, NaN kept
-    zero = ll.Constant(xs[0].type, [0.0] * xs[0].type.count)
+    zero = splat(xs[0].type, 0.0)
     return b.select(b.fcmp_unordered(">", xs[0], zero), xs[0], zero)
 
 
@@ -285,7 +285,7 @@ def _vector_compare(pred):      # bools as i8 0/1 lanes, as scalar.py's
 
 def _vector_where(b, m, xs):
     c, x, y = xs
-    return b.select(b.icmp_unsigned("!=", c, ll.Constant(c.type, [0] * c.type.count)), x, y)
+    return b.select(b.icmp_unsigned("!=", c, splat(c.type, 0)), x, y)
 
 
 #: elementwise ops on float32 vectors (and the bools of comparisons), each the same
@@ -352,28 +352,42 @@ def _vector_epilogue(kc, module, body, master, root, args):
         return None
     producer = {o: n for n in body.nodes for o in n.outputs}
     b = kc.b
-    bases: dict = {}
+    # the row's offset matters only for operands that vary along rows (not a bias)
+    by_row = [any(st != Affine(0) for st in s[:-1]) for s in leaf_strides]
+    row_strides = [s for s, r in zip(leaf_strides, by_row) if r]
+    bases: dict = {}        # row value -> offsets of the operands that vary along rows
+    invariant: dict = {}    # (operand, column value) -> its vector, for row-invariant operands
+
+    def load(v, base, s, j, vt):
+        p = b.gep(args[v], [base if s[-1] == Affine(0) else b.add(base, j)], inbounds=True)
+        if s[-1] != Affine(0):
+            return b.load(b.bitcast(p, vt.as_pointer()), align=4)
+        x = b.load(p, align=4)    # one value per row: splat
+        i32 = ll.IntType(32)
+        return b.shuffle_vector(b.insert_element(undef(vt), x, i32(0)), undef(vt),
+                                splat(ll.VectorType(i32, vt.count), 0))
 
     def fn(row, j, vec):
+        """(The caller makes ``row`` and ``j`` once per tile: values made from the same
+        objects are shared, within the tile's straight-line code.)"""
         vt = vec.type
-        if row not in bases:        # one unflattening per row (every vector of a row shares it)
-            bases.clear()
-            bases[row] = _row_offsets(kc, row, out_t.shape, leaf_strides)
+        if row_strides and row not in bases:
+            bases[row] = _row_offsets(kc, row, out_t.shape, row_strides)
+        offs = iter(bases.get(row, ()))
         memo = {c: vec}
-        for v, base, s in zip(leaves, bases[row], leaf_strides):
-            p = b.gep(args[v], [base if s[-1] == Affine(0) else b.add(base, j)], inbounds=True)
-            if s[-1] == Affine(0):  # one value per row: splat
-                x = b.load(p, align=4)
-                memo[v] = b.shuffle_vector(b.insert_element(ll.Constant(vt, ll.Undefined), x, ll.Constant(ll.IntType(32), 0)),
-                                           ll.Constant(vt, ll.Undefined), ll.Constant(ll.VectorType(ll.IntType(32), vt.count), [0] * vt.count))
+        for v, s, r in zip(leaves, leaf_strides, by_row):
+            if r:
+                memo[v] = load(v, next(offs), s, j, vt)
             else:
-                memo[v] = b.load(b.bitcast(p, vt.as_pointer()), align=4)
+                if (v, j) not in invariant:
+                    invariant[(v, j)] = load(v, I64(0), s, j, vt)
+                memo[v] = invariant[(v, j)]
 
         def value(v):
             if v not in memo:
                 n = producer[v]
                 if _is_inline_constant(n):
-                    memo[v] = ll.Constant(vt, [float(n.attrs["value"].reshape(()).item())] * vt.count)
+                    memo[v] = splat(vt, float(n.attrs["value"].reshape(()).item()))
                 else:
                     memo[v] = VECTOR_OPS[n.op.name](b, module, [value(u) for u in n.inputs])
             return memo[v]

@@ -22,7 +22,7 @@ import llvmlite.ir as ll
 from ...ir import Graph
 from ...ir.types import Affine
 from ... import target as targets
-from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr
+from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr, splat, undef
 from . import vmath
 from .kernels import kernel, kernel_context
 from .kernels_conv import ConvRows
@@ -129,9 +129,9 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
     vptr = vt.as_pointer()
-    zero_v = ll.Constant(vt, [0.0] * VW)
-    splat_mask = ll.Constant(ll.VectorType(I32, VW), [0] * VW)
-    undef_v = ll.Constant(vt, ll.Undefined)
+    zero_v = splat(vt, 0.0)
+    splat_mask = splat(ll.VectorType(I32, VW), 0)
+    undef_v = undef(vt)
 
     r0, rows = row_range if row_range is not None else (I64(0), src.rows)
     full_rows = b.add(r0, b.mul(b.sdiv(b.sub(rows, r0), I64(MR)), I64(MR)))
@@ -142,7 +142,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 if src.pool else [])
         tile = b.alloca(ll.ArrayType(LLTYPE[dt], MR * NR), name="tile")
     tile_ptr = b.bitcast(tile, ptr(dt))
-    ninf_v = ll.Constant(vt, [float("-inf")] * VW)
+    ninf_v = splat(vt, float("-inf"))
 
     masked = isinstance(src, ConvRows)   # see the row loops below
 
@@ -190,10 +190,18 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         # the rows that exist: R, or up to the last row in a masked block (row 0 always
         # does); loops over them (not R copies): less IR to print, parse and compile
         nrows = smin(I64(R), b.add(b.sub(last, i), I64(1))) if masked and R > 1 else I64(R)
+        # the register epilogue's rows and columns, made once per tile (its operand
+        # offsets and row-invariant loads are shared by every vector that uses them); a
+        # masked block's rows past the end read the last row's operands (in bounds; the
+        # results go to the stack tile)
+        erows = [b.add(i, I64(r)) if not (masked and r) else smin(b.add(i, I64(r)), last)
+                 for r in range(R)] if vector_epilogue is not None else None
         for g, width in enumerate(widths):
             j0 = b.mul(b.add(jp, I64(g)), I64(NR))
+            jvs = ([b.add(j0, I64(v * VW)) for v in range(nvec)]
+                   if vector_epilogue is not None and width == NR else None)
             for r in range(R):
-                store_row(acc, g, r, i, j0, width, last)
+                store_row(acc, g, r, i, j0, width, last, erows, jvs)
             if width != NR:       # a partial panel went to the stack tile: its valid columns
                 with kc.loop(nrows, name="wr") as r:
                     crow = b.add(b.mul(b.add(i, r), ldc if ldc is not None else I64(n)), j0)
@@ -231,7 +239,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             for a, m_ in zip(arow, mrow):
                 b.store(b.load(m_), a)
 
-    def store_row(acc, g, r, i, j0, width, last):
+    def store_row(acc, g, r, i, j0, width, last, erows=None, jvs=None):
         """Row r of the tile's panel g into C (the partial panel through the stack).
         The vector stores are unconditional: a masked block's rows past the end go to
         the stack tile instead (a store under a branch would let LLVM sink the row's
@@ -249,14 +257,11 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 dst = b.select(b.icmp_signed("<=", b.add(i, I64(r)), last), dst, spare)
         else:  # partial last panel: through the stack tile, only the valid columns
             dst = spare
-        # a masked block's rows past the end: the epilogue reads the last row's operands
-        # (in bounds; the results go to the stack tile)
-        erow = b.add(i, I64(r)) if not (masked and r) else smin(b.add(i, I64(r)), last)
         for v in range(nvec):
             vd = b.bitcast(b.gep(dst, [I64(v * VW)], inbounds=True), vptr)
             x = b.load(vecs[v])
-            if vector_epilogue is not None and width == NR:
-                x = vector_epilogue(erow, b.add(j0, I64(v * VW)), x)
+            if jvs is not None:
+                x = vector_epilogue(erows[r], jvs[v], x)
             b.store(x, vd, align=dt.itemsize)
 
     last_width = n - (npanels - 1) * NR
