@@ -10,7 +10,8 @@ relative to the final shape are enough). Three shapes of group:
   DAG evaluated per element;
 - matmul + epilogue: the matmul computes a row (packed GEMM: a tile) of C into the
   output buffer, then the epilogue (bias, activation, residual add, ...) rewrites it
-  in place while it is in cache;
+  in place while it is in cache -- or, for a packed GEMM or a Winograd conv whose
+  epilogue is made of VECTOR_OPS, runs on each vector of C before its one store;
 - any other master (conv, pooling) + epilogue: the master's kernel writes the output,
   then one loop applies the epilogue in place (one kernel, no intermediate buffer);
 - elementwise prologue + reduction: the reduction's input is computed on the fly.
@@ -324,10 +325,10 @@ def _vector_epilogue(kc, module, body, master, root, args):
     columns j .. j + VW of flat row ``row``, computed from ``vec`` (the GEMM's, in a
     register) -- or None when the group is the master alone, or has an op outside
     VECTOR_OPS, a value neither float32 nor a comparison's bool (read by a where), or
-    an operand read other than along C's row
-    (contiguous) or broadcast over it. One vector store per vector of C instead of a
-    store, a reload and a store again: a [32768 x 128] @ [128 x 512] GEMM with a bias
-    and relu took 13% longer than without them that way."""
+    an operand read other than along C's row (contiguous) or broadcast over it. One
+    vector store per vector of C instead of a store, a reload and a store again: a
+    [32768 x 128] @ [128 x 512] GEMM with a bias and relu took 13% longer than without
+    them that way."""
     c = master.outputs[0]
     if not VECTOR_EPILOGUE or root is c:
         return None
