@@ -86,7 +86,7 @@ class Executable:
         self.timings = list(timings)
         self._lowered = lowered
         self._compiled = compiled
-        self._fn = _ENTRY(compiled.address(lowered.entry))
+        self._fn = _ENTRY(self._fn_address(compiled))
         # the executable's own copies: state updates write into them in place
         self.params: dict = {}
         for name in lowered.param_names:
@@ -143,7 +143,8 @@ class Executable:
         def work():
             try:
                 full = jit(text, opt=opt_level, on_object=on_object, keep_texts=False)
-                fn = _ENTRY(full.address(self._lowered.entry))
+                address = self._fn_address(full)
+                fn = _ENTRY(address)
             except Exception as e:   # the quick tier keeps running: slower, still correct
                 self.tier_error = e
                 warnings.warn(f"kiln: the optimized tier failed to compile ({type(e).__name__}: "
@@ -155,7 +156,7 @@ class Executable:
                 _OPTIMIZERS.discard(self._full_tier)
             with self._lock:
                 if self._entry is not None:     # waits for a call running the quick tier
-                    self._entry.set_fn(self._fn_address(full))
+                    self._entry.set_fn(address)
                 self._compiled, self._fn, self.tier = full, fn, "full"
 
         self._full_tier = threading.Thread(target=work, name="kiln-optimize", daemon=False)

@@ -34,7 +34,7 @@
 
 typedef void (*entry_fn)(void **inputs, void **outputs, void **params, void *arena, int64_t *dims);
 
-#define SMALL 16 /* pointer tables up to this many entries live on the C stack */
+#define SMALL 32 /* pointer tables up to this many entries (inputs and outputs) live on the C stack */
 
 typedef struct {
     PyObject_HEAD
@@ -166,6 +166,27 @@ static PyObject *new_outputs(Entry *self, void **out_ptrs) {
     return outs ? outs : single;
 }
 
+/* a call's input and output pointer tables: on the C stack up to SMALL entries in all */
+typedef struct {
+    void *small[SMALL];
+    void **in, **out;
+} Tables;
+
+static int tables_open(Tables *t, Py_ssize_t n_in, Py_ssize_t n_out) {
+    void **all = n_in + n_out <= SMALL ? t->small : PyMem_Malloc((n_in + n_out + 1) * sizeof(void *));
+    if (!all) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    t->in = all;
+    t->out = all + n_in;
+    return 1;
+}
+
+static void tables_close(Tables *t) {
+    if (t->in != t->small) PyMem_Free(t->in);
+}
+
 /* runs the kernel if the dims and arena are those of set-up `gen`; 1 if it ran */
 static int call_locked(Entry *self, uint64_t gen, void **in_ptrs, void **out_ptrs) {
     int ran = 0;
@@ -186,14 +207,10 @@ static PyObject *Entry_call(Entry *self, PyObject *args, PyObject *kw) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     if (!self->set_up || n != self->n_in || (kw && PyDict_GET_SIZE(kw)))
         Py_RETURN_NOTIMPLEMENTED;
-    void *small_in[SMALL], *small_out[SMALL];
-    void **in_ptrs = n <= SMALL ? small_in : PyMem_Malloc(n * sizeof(void *));
-    void **out_ptrs = self->n_out <= SMALL ? small_out : PyMem_Malloc(self->n_out * sizeof(void *));
+    Tables t;
+    if (!tables_open(&t, n, self->n_out)) return NULL;
+    void **in_ptrs = t.in, **out_ptrs = t.out;
     PyObject *result = NULL;
-    if (!in_ptrs || !out_ptrs) {
-        PyErr_NoMemory();
-        goto done;
-    }
     const npy_intp *shape = self->in_shape;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = PyTuple_GET_ITEM(args, i);
@@ -218,8 +235,7 @@ static PyObject *Entry_call(Entry *self, PyObject *args, PyObject *kw) {
 not_mine:
     result = Py_NewRef(Py_NotImplemented);
 done:
-    if (in_ptrs != small_in) PyMem_Free(in_ptrs);
-    if (out_ptrs != small_out) PyMem_Free(out_ptrs);
+    tables_close(&t);
     return result;
 }
 
@@ -273,14 +289,10 @@ static PyObject *Entry_run(Entry *self, PyObject *args) {
     self->set_up = 1;
     uint64_t gen = ++self->gen;
 
-    void *small_in[SMALL], *small_out[SMALL];
-    void **in_ptrs = n <= SMALL ? small_in : PyMem_Malloc(n * sizeof(void *));
-    void **out_ptrs = self->n_out <= SMALL ? small_out : PyMem_Malloc(self->n_out * sizeof(void *));
+    Tables t;
+    if (!tables_open(&t, n, self->n_out)) return NULL;
+    void **in_ptrs = t.in, **out_ptrs = t.out;
     PyObject *result = NULL, *old_arena = NULL;
-    if (!in_ptrs || !out_ptrs) {
-        PyErr_NoMemory();
-        goto done;
-    }
     for (Py_ssize_t i = 0; i < n; i++) in_ptrs[i] = PyArray_DATA((PyArrayObject *)PyTuple_GET_ITEM(inputs, i));
     if (!(result = new_outputs(self, out_ptrs))) goto done;
     Py_INCREF(arena);
@@ -296,8 +308,7 @@ static PyObject *Entry_run(Entry *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     Py_XDECREF(old_arena);
 done:
-    if (in_ptrs != small_in) PyMem_Free(in_ptrs);
-    if (out_ptrs != small_out) PyMem_Free(out_ptrs);
+    tables_close(&t);
     return result;
 }
 
