@@ -75,6 +75,18 @@ def undef(t) -> ll.Constant:
     return _Undef(t)
 
 
+def vector_ptr(b: ll.IRBuilder, base: ll.Value, index: ll.Value, vt: ll.VectorType) -> ll.Value:
+    """A ``vt`` pointer to element ``index`` of ``base`` (an element pointer)."""
+    return b.bitcast(b.gep(base, [index], inbounds=True), vt.as_pointer())
+
+
+def lane_splat(b: ll.IRBuilder, x: ll.Value, vt: ll.VectorType) -> ll.Value:
+    """Scalar ``x`` in every lane of a ``vt`` (insertelement + a zero-mask shufflevector:
+    one broadcast instruction on x86)."""
+    return b.shuffle_vector(b.insert_element(undef(vt), x, I32(0)), undef(vt),
+                            splat(ll.VectorType(I32, vt.count), 0))
+
+
 class KernelContext:
     """One LLVM function under construction, with helpers for dims, loops, threads.
 

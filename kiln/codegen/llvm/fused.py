@@ -11,24 +11,22 @@ relative to the final shape are enough). Three shapes of group:
 - matmul + epilogue: the matmul computes a row (packed GEMM: a tile) of C into the
   output buffer, then the epilogue (bias, activation, residual add, ...) rewrites it
   in place while it is in cache -- or, for a packed GEMM or a Winograd conv whose
-  epilogue is made of VECTOR_OPS, runs on each vector of C before its one store;
+  epilogue is made of scalar.py's VECTOR ops, runs on each vector of C before its one store;
 - any other master (conv, pooling) + epilogue: the master's kernel writes the output,
   then one loop applies the epilogue in place (one kernel, no intermediate buffer);
 - elementwise prologue + reduction: the reduction's input is computed on the fly.
 """
 from __future__ import annotations
 
-import llvmlite.ir as ll
-
 from ...ir.opdef import Kind
 from ...ir.types import Affine, DType
-from .emit import I64, broadcast_strides, collapse, const, contiguous_strides, parallel_nest, splat, undef
+from .emit import (I64, broadcast_strides, collapse, const, contiguous_strides, lane_splat, parallel_nest,
+                   splat, vector_ptr)
 from .kernels import KERNELS, kernel, kernel_context, matmul_into, reduce_into
 from .kernels_dwconv import depthwise_ok, depthwise_parallel, depthwise_rows
 from .kernels_gemm import gemm_packed_into, gemm_packed_parallel
 from .kernels_winograd import winograd_parallel, winograd_units
-from . import vmath
-from .scalar import SCALAR
+from .scalar import SCALAR, VECTOR
 
 ELEMENTWISE_KINDS = (Kind.ELEMENTWISE, Kind.BROADCAST)
 
@@ -262,69 +260,11 @@ def _row_epilogue(kc, module, body, master, root, out_ptr, args):
 VECTOR_EPILOGUE = True
 
 
-def _vector_minmax(intr):
-    def emit(b, m, xs):     # NaN propagated, as scalar.py's (and numpy's)
-        return b.call(vmath._intrinsic(m, intr, xs[0].type, 2), xs)
-    return emit
-
-
-def _vector_relu(b, m, xs):     # as scalar.py's: x > 0 ? x : 0, NaN kept
-    zero = splat(xs[0].type, 0.0)
-    return b.select(b.fcmp_unordered(">", xs[0], zero), xs[0], zero)
-
-
-def _vector_unary(intr):
-    return lambda b, m, xs: b.call(vmath._intrinsic(m, intr, xs[0].type), xs)
-
-
-def _vector_compare(pred):      # bools as i8 0/1 lanes, as scalar.py's
-    def emit(b, m, xs):
-        c = (b.fcmp_unordered if pred == "!=" else b.fcmp_ordered)(pred, *xs)
-        return b.zext(c, ll.VectorType(ll.IntType(8), xs[0].type.count))
-    return emit
-
-
-def _vector_where(b, m, xs):
-    c, x, y = xs
-    return b.select(b.icmp_unsigned("!=", c, splat(c.type, 0)), x, y)
-
-
-#: elementwise ops on float32 vectors (and the bools of comparisons), each the same
-#: operation per lane as scalar.py's emitter -- vmath's polynomials work on vectors as
-#: on scalars -- so a register epilogue's results equal the row pass's bit for bit
-VECTOR_OPS = {
-    "exp": lambda b, m, xs: vmath.exp(b, m, xs[0]),
-    "sigmoid": lambda b, m, xs: vmath.sigmoid(b, m, xs[0]),
-    "tanh": lambda b, m, xs: vmath.tanh(b, m, xs[0]),
-    "erf": lambda b, m, xs: vmath.erf(b, m, xs[0]),
-    "sqrt": _vector_unary("llvm.sqrt"),
-    "abs": _vector_unary("llvm.fabs"),
-    "greater": _vector_compare(">"),
-    "greater_equal": _vector_compare(">="),
-    "less": _vector_compare("<"),
-    "less_equal": _vector_compare("<="),
-    "equal": _vector_compare("=="),
-    "not_equal": _vector_compare("!="),
-    "where": _vector_where,
-    "add": lambda b, m, xs: b.fadd(*xs),
-    "sub": lambda b, m, xs: b.fsub(*xs),
-    "mul": lambda b, m, xs: b.fmul(*xs),
-    "div": lambda b, m, xs: b.fdiv(*xs),
-    "neg": lambda b, m, xs: b.fneg(xs[0]),
-    "square": lambda b, m, xs: b.fmul(xs[0], xs[0]),
-    "relu": _vector_relu,
-    "maximum": _vector_minmax("llvm.maximum"),
-    "minimum": _vector_minmax("llvm.minimum"),
-    "broadcast_to": lambda b, m, xs: xs[0],
-    "copy": lambda b, m, xs: xs[0],
-}
-
-
 def _vector_epilogue(kc, module, body, master, root, args):
     """The epilogue of a packed GEMM as ``fn(row, j, vec)``: the group's result at
     columns j .. j + VW of flat row ``row``, computed from ``vec`` (the GEMM's, in a
     register) -- or None when the group is the master alone, or has an op outside
-    VECTOR_OPS, a value neither float32 nor a comparison's bool (read by a where), or
+    scalar.py's VECTOR, a value neither float32 nor a comparison's bool (read by a where), or
     an operand read other than along C's row (contiguous) or broadcast over it. One
     vector store per vector of C instead of a store, a reload and a store again: a
     [32768 x 128] @ [128 x 512] GEMM with a bias and relu took 13% longer than without
@@ -339,7 +279,7 @@ def _vector_epilogue(kc, module, body, master, root, args):
         if _is_inline_constant(n):
             if n.outputs[0].type.dtype is not f32:
                 return None
-        elif n.op.name not in VECTOR_OPS or any(v.type.dtype not in (f32, DType.bool)
+        elif n.op.name not in VECTOR or any(v.type.dtype not in (f32, DType.bool)
                                                  for v in (*n.inputs, *n.outputs)):
             return None
         elif n.op.name != "where" and any(v.type.dtype is DType.bool for v in n.inputs):
@@ -360,13 +300,9 @@ def _vector_epilogue(kc, module, body, master, root, args):
     invariant: dict = {}    # (operand, column value) -> its vector, for row-invariant operands
 
     def load(v, base, s, j, vt):
-        p = b.gep(args[v], [base if s[-1] == Affine(0) else b.add(base, j)], inbounds=True)
-        if s[-1] != Affine(0):
-            return b.load(b.bitcast(p, vt.as_pointer()), align=4)
-        x = b.load(p, align=4)    # one value per row: splat
-        i32 = ll.IntType(32)
-        return b.shuffle_vector(b.insert_element(undef(vt), x, i32(0)), undef(vt),
-                                splat(ll.VectorType(i32, vt.count), 0))
+        if s[-1] == Affine(0):    # one value per row: splat
+            return lane_splat(b, b.load(b.gep(args[v], [base], inbounds=True), align=4), vt)
+        return b.load(vector_ptr(b, args[v], b.add(base, j), vt), align=4)
 
     def fn(row, j, vec):
         """(The caller makes ``row`` and ``j`` once per tile: values made from the same
@@ -390,7 +326,7 @@ def _vector_epilogue(kc, module, body, master, root, args):
                 if _is_inline_constant(n):
                     memo[v] = splat(vt, float(n.attrs["value"].reshape(()).item()))
                 else:
-                    memo[v] = VECTOR_OPS[n.op.name](b, module, [value(u) for u in n.inputs])
+                    memo[v] = VECTOR[n.op.name](b, module, [value(u) for u in n.inputs])
             return memo[v]
 
         return value(root)

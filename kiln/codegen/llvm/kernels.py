@@ -12,8 +12,8 @@ import llvmlite.ir as ll
 
 from ...ir.opdef import normalize_axis
 from ...ir.types import Affine
-from .emit import (I32, I64, LLTYPE, KernelContext, splat, undef, broadcast_strides, collapse, const, contiguous_strides,
-                   as_sizes, parallel_nest, ptr, strided_nest)
+from .emit import (I32, I64, LLTYPE, KernelContext, as_sizes, broadcast_strides, collapse, const,
+                   contiguous_strides, parallel_nest, ptr, splat, strided_nest, undef)
 from . import vmath
 from .scalar import SCALAR
 

@@ -24,7 +24,7 @@ import llvmlite.ir as ll
 from ... import target as targets
 from ...ir import DType, TensorType
 from ...ir.types import Affine
-from .emit import I64, LLTYPE, splat
+from .emit import I64, LLTYPE, splat, vector_ptr
 from .kernels import _softmax_slice, kernel, kernel_context
 from .kernels_gemm import MR, gemm_packed_into, packed_gemm_node, transpose_square
 
@@ -194,7 +194,7 @@ def _pack_keys(tc, kbuf, k_ptr, first, S, H, D, nr, scale, dt):
         return tb.add(tb.add(tb.mul(tb.sdiv(s, I64(nr)), I64(D * nr)), tb.srem(s, I64(nr))), tb.mul(d, I64(nr)))
 
     def vec(base, index):
-        return tb.bitcast(tb.gep(base, [index], inbounds=True), vt.as_pointer())
+        return vector_ptr(tb, base, index, vt)
 
     def one(s, d):
         tc.store(tb.fmul(tc.load(k_ptr, tb.add(row(s), d), dt), scale), kbuf, dst(s, d), dt)

@@ -28,7 +28,7 @@ from ... import target as targets
 from ...ir.types import Affine, DType, Poly
 from ...passes.memory import SCRATCH
 from . import vmath
-from .emit import F32, I8, I32, I64, KernelContext, ptr, splat, undef
+from .emit import F32, I8, I32, I64, KernelContext, lane_splat, ptr, splat
 
 SLABS = 8            # partial sums of dK (thread-pool units)
 CHUNK_PIXELS = 256   # output pixels per chunk of images, at least
@@ -91,9 +91,7 @@ def emit_backprop_kernel_gemm(module, name, node, symbols):
     last_w = O - (npan - 1) * NR
     DK = kh * kw * C * O
     vt = ll.VectorType(F32, VW)
-    undef_v = undef(vt)
     zero_v = splat(vt, 0.0)
-    splat_mask = splat(ll.VectorType(I32, VW), 0)
     img_bytes = 4 * (H * W * C + Ho * Wo * O)
     imgs = max(1, min(-(-CHUNK_PIXELS // (Ho * Wo)), CHUNK_BYTES // img_bytes))
 
@@ -148,7 +146,7 @@ def emit_backprop_kernel_gemm(module, name, node, symbols):
                             bvec.append(vec)
                     for r in range(R):
                         a = tc.load(x_ptr, bb.add(xb, offs[r]), DType.f32)
-                        sa = bb.shuffle_vector(bb.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
+                        sa = lane_splat(bb, a, vt)
                         for v in range(nv):
                             bb.store(vmath.fma(bb, module, sa, bvec[v], bb.load(accs[r][v])), accs[r][v])
         for r in range(R):

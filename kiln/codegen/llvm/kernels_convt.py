@@ -19,7 +19,7 @@ import llvmlite.ir as ll
 
 from ... import target as targets
 from . import vmath
-from .emit import I32, I64, LLTYPE, splat
+from .emit import I32, I64, LLTYPE, splat, vector_ptr
 
 
 
@@ -105,7 +105,7 @@ def emit_conv2d_transpose_gather(kc, node):
                 b.store(zero_v, a)
 
         def vload(p, off):
-            return b.load(b.bitcast(b.gep(p, [off], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+            return b.load(vector_ptr(b, p, off, vt), align=dt.itemsize)
 
         def tail_load(p, off):
             v = zero_v

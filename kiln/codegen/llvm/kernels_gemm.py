@@ -22,7 +22,7 @@ import llvmlite.ir as ll
 from ...ir import Graph
 from ...ir.types import Affine
 from ... import target as targets
-from .emit import I32, I64, LLTYPE, const, contiguous_strides, ptr, splat, undef
+from .emit import I32, I64, LLTYPE, const, contiguous_strides, lane_splat, ptr, splat, vector_ptr
 from . import vmath
 from .kernels import kernel, kernel_context
 from .kernels_conv import ConvRows
@@ -128,10 +128,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
     VW = vec_width(NR)
     nvec = NR // VW
     vt = ll.VectorType(LLTYPE[dt], VW)
-    vptr = vt.as_pointer()
     zero_v = splat(vt, 0.0)
-    splat_mask = splat(ll.VectorType(I32, VW), 0)
-    undef_v = undef(vt)
 
     r0, rows = row_range if row_range is not None else (I64(0), src.rows)
     full_rows = b.add(r0, b.mul(b.sdiv(b.sub(rows, r0), I64(MR)), I64(MR)))
@@ -162,7 +159,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
                 for g in range(G):
                     start = acc_init(b.add(i, I64(r)), b.add(jp, I64(g)))
                     for v in range(nvec):
-                        vp = b.bitcast(b.gep(start, [I64(v * VW)], inbounds=True), vptr)
+                        vp = vector_ptr(b, start, I64(v * VW), vt)
                         b.store(b.load(vp, align=dt.itemsize), row[g * nvec + v])
         panel = b.mul(jp, panel_stride)
 
@@ -170,10 +167,10 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
             bvec = []
             for g in range(G):
                 boff = b.add(panel, b.add(b.mul(I64(g), panel_stride), b.mul(k, I64(NR))))
-                bvec += [b.load(b.bitcast(b.gep(bp_ptr, [b.add(boff, I64(v * VW))], inbounds=True),
-                                          vptr), align=dt.itemsize) for v in range(nvec)]
+                bvec += [b.load(vector_ptr(b, bp_ptr, b.add(boff, I64(v * VW)), vt), align=dt.itemsize)
+                         for v in range(nvec)]
             for r, a in enumerate(avals):
-                sa = b.shuffle_vector(b.insert_element(undef_v, a, I32(0)), undef_v, splat_mask)
+                sa = lane_splat(b, a, vt)
                 for q in range(nvec * G):
                     b.store(vmath.fma(b, m, sa, bvec[q], b.load(acc[r][q])), acc[r][q])
 
@@ -258,7 +255,7 @@ def gemm_packed_into(kc, node, c_ptr, a_ptr, bp_ptr, tile_epilogue=None, panel_r
         else:  # partial last panel: through the stack tile, only the valid columns
             dst = spare
         for v in range(nvec):
-            vd = b.bitcast(b.gep(dst, [I64(v * VW)], inbounds=True), vptr)
+            vd = vector_ptr(b, dst, I64(v * VW), vt)
             x = b.load(vecs[v])
             if jvs is not None:
                 x = vector_epilogue(erows[r], jvs[v], x)
@@ -466,8 +463,8 @@ def _pack_by_rows(kc, K, npanels, NR, P, strides, dt):
             with tc.loop(I64(full), name="p") as p:
                 src = b.add(row, b.mul(p, I64(NR)))
                 dst = b.mul(b.add(b.mul(p, Kt), k), I64(NR))
-                v = b.load(b.bitcast(b.gep(x_ptr, [src], inbounds=True), vt.as_pointer()), align=dt.itemsize)
-                b.store(v, b.bitcast(b.gep(out_ptr, [dst], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+                v = b.load(vector_ptr(b, x_ptr, src, vt), align=dt.itemsize)
+                b.store(v, vector_ptr(b, out_ptr, dst, vt), align=dt.itemsize)
             if full < npanels:           # the partial panel: columns past P store 0
                 dst0 = b.mul(b.add(b.mul(I64(full), Kt), k), I64(NR))
                 for j in range(NR):
@@ -513,8 +510,7 @@ def emit_pack_panels(module, name, node, symbols):
         sK, sP = tc.affine(strides[-2]), tc.affine(strides[-1])
 
         def vec_at(base_ptr, index, lanes):
-            vt = ll.VectorType(LLTYPE[dt], lanes)
-            return b.bitcast(b.gep(base_ptr, [index], inbounds=True), vt.as_pointer())
+            return vector_ptr(b, base_ptr, index, ll.VectorType(LLTYPE[dt], lanes))
 
         with tc.loop(hi, start=lo, name="u") as u:
             p = b.srem(u, I64(npanels))

@@ -26,20 +26,16 @@ import llvmlite.ir as ll
 
 from ...ir.ops.lstm import GATES
 from ...ir.types import DType
-from . import vmath
-from .emit import I32, I64, LLTYPE
+from .emit import I32, I64, LLTYPE, vector_ptr
 from .kernels import kernel, kernel_context
 from .kernels_gemm import GROUP, MR, gemm_packed_into, gemm_packed_parallel, packed_gemm_node
-from .scalar import SCALAR
+from .scalar import SCALAR, VECTOR
 
 
 #: activations computed on explicit vectors (two rows' unit blocks per vector: twice
 #: the lanes of a block, a full AVX-512 register): the LSTM at batch 256 ran 7% faster
 #: than with the scalar loop (in-process A/B); any other unary op takes the scalar
 #: loop, which LLVM vectorizes over a block
-VECTOR_ACTIVATIONS = {"sigmoid": vmath.sigmoid, "tanh": vmath.tanh}
-
-
 @kernel("lstm_cell_packed")
 def emit_lstm_cell_packed(module, name, node, symbols):
     kc = kernel_context(module, name, node, symbols)
@@ -105,14 +101,14 @@ def emit_lstm_cell_packed(module, name, node, symbols):
             lo, hi = (ll.Constant(ll.VectorType(I32, block), list(range(h * block, (h + 1) * block)))
                       for h in range(2))
             both = ll.Constant(ll.VectorType(I32, 2 * block), list(range(2 * block)))
-            va, vr = (lambda x, f=VECTOR_ACTIVATIONS[name]: f(b, module, x, dt)
+            va, vr = (lambda x, f=VECTOR[name]: f(b, module, [x])
                       for name in (a["activation"], a["recurrent_activation"]))
 
             def vload(p, off):
-                return b.load(b.bitcast(b.gep(p, [off], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+                return b.load(vector_ptr(b, p, off, vt), align=dt.itemsize)
 
             def vstore(v, p, off):
-                b.store(v, b.bitcast(b.gep(p, [off], inbounds=True), vt.as_pointer()), align=dt.itemsize)
+                b.store(v, vector_ptr(b, p, off, vt), align=dt.itemsize)
 
             def cat(vs):
                 return vs[0] if len(vs) == 1 else b.shuffle_vector(vs[0], vs[1], both)
@@ -131,8 +127,8 @@ def emit_lstm_cell_packed(module, name, node, symbols):
                         vstore(part(c_new), c_out, u_)
                         vstore(part(h_new), h_ptr, u_)
 
-        vector = (a["activation"] in VECTOR_ACTIVATIONS and
-                  a["recurrent_activation"] in VECTOR_ACTIVATIONS and dt is DType.f32)
+        vector = (a["activation"] in VECTOR and a["recurrent_activation"] in VECTOR
+                  and dt is DType.f32)
         epilogue = vgates if vector else gates
         if len(node.inputs) == 4:
             gemm_packed_into(tc, node, None, xh, wp, c_at=at, rows_epilogue=epilogue, **ranges)
@@ -154,7 +150,7 @@ def emit_lstm_cell_packed(module, name, node, symbols):
     K = xh_t.shape[1]
     if len(node.inputs) == 6:    # the GEMM of h alone: A = xh's last K - x_width columns
         h_part = packed_gemm_node(xh_t.with_shape((xh_t.shape[0], K - a["x_width"])),
-                            wp_t.with_shape((wp_t.shape[0], K - a["x_width"], nr)), n)
+                                  wp_t.with_shape((wp_t.shape[0], K - a["x_width"], nr)), n)
     gemm_packed_parallel(kc, node, emit)
     return kc.finish()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ... import target as targets
-from .emit import I32, I64, LLTYPE, const, splat, undef
+from .emit import I32, I64, LLTYPE, const, lane_splat, splat, vector_ptr
 
 
 def lanes(dt) -> int:
@@ -46,13 +46,11 @@ class Vec:
 
     def load(self, p, off):
         b = self.tc.b
-        return b.load(b.bitcast(b.gep(p, [off], inbounds=True), self.t.as_pointer()),
-                      align=self.dt.itemsize)
+        return b.load(vector_ptr(b, p, off, self.t), align=self.dt.itemsize)
 
     def store(self, v, p, off):
         b = self.tc.b
-        b.store(v, b.bitcast(b.gep(p, [off], inbounds=True), self.t.as_pointer()),
-                align=self.dt.itemsize)
+        b.store(v, vector_ptr(b, p, off, self.t), align=self.dt.itemsize)
 
 
 def _smax(b, x, y):
@@ -141,8 +139,7 @@ def emit_pool2d(kc, node):
                 if not is_max:
                     count = b.mul(b.sub(ys[1], ys[0]), b.sub(xs[1], xs[0]))
                     inv = b.fdiv(const(dt, 1), b.sitofp(count, t))
-                    vinv = b.shuffle_vector(b.insert_element(undef(V.t), inv, I32(0)), undef(V.t),
-                                            splat(ll.VectorType(I32, L), 0))
+                    vinv = lane_splat(b, inv, V.t)
                     r = b.fmul(r, vinv)
                 V.store(r, out_ptr, b.add(obase, c))
 
@@ -220,8 +217,7 @@ def emit_max_pool2d_grad(kc, node):
 
                 def k_of(y, x):
                     k = b.add(b.mul(b.sub(y, y0), I64(kw)), b.sub(x, x0))
-                    kv = b.insert_element(undef(it), b.trunc(k, I32), I32(0))
-                    return b.shuffle_vector(kv, undef(it), splat(ll.VectorType(I32, L), 0))
+                    return lane_splat(b, b.trunc(k, I32), it)
 
                 def scan(y, x):
                     v = V.load(x_ptr, b.add(_pix(b, n, y, x, H, W, C), c))

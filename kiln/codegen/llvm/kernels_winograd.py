@@ -22,7 +22,7 @@ from __future__ import annotations
 import llvmlite.ir as ll
 
 from ...ir.ops.winograd import AT, BT, tiles
-from .emit import I64, LLTYPE, splat
+from .emit import I64, LLTYPE, splat, vector_ptr
 from .kernels import kernel, kernel_context
 from .kernels_attention import _gemm_node
 from .kernels_gemm import MR, gemm_packed_into, nan_max, vec_width
@@ -113,9 +113,6 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None, vect
     gemm = _gemm_node(TB, C, node.inputs[1].type, O)
     zero_c = splat(vct, 0.0)
 
-    def vec(ptr, index, t):
-        return b.bitcast(b.gep(ptr, [index], inbounds=True), t.as_pointer())
-
     def clamp(v, hi_):
         v = b.select(b.icmp_signed("<", v, I64(0)), I64(0), v)
         return b.select(b.icmp_signed(">", v, I64(hi_ - 1)), I64(hi_ - 1), v)
@@ -154,14 +151,14 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None, vect
             with tc.loop(I64(C // vc), name="cv") as cv:
                 c = b.mul(cv, I64(vc))
                 d = [[b.select(b.and_(in_y[a], in_x[j]),
-                               b.load(vec(x_ptr, b.add(img_base, b.add(b.add(rows[a], cols[j]), c)), vct),
+                               b.load(vector_ptr(b, x_ptr, b.add(img_base, b.add(b.add(rows[a], cols[j]), c)), vct),
                                       align=dt.itemsize), zero_c)
                       for j in range(4)] for a in range(4)]
                 v = _transform(b, BT, d, BT)
                 for i in range(4):
                     for j in range(4):
                         at = b.add(b.mul(b.add(I64((i * 4 + j) * TB), t), I64(C)), c)
-                        b.store(v[i][j], vec(v_buf, at, vct), align=dt.itemsize)
+                        b.store(v[i][j], vector_ptr(b, v_buf, at, vct), align=dt.itemsize)
 
         # 2. the 16 GEMMs over this unit's panels
         with tc.loop(I64(16), name="xi") as xi:
@@ -187,13 +184,13 @@ def winograd_units(tc, node, out_ptr, x_ptr, up_ptr, lo, hi, epilogue=None, vect
             n_vec = b.sdiv(b.sub(o1, o0), I64(vo))
             with tc.loop(n_vec, name="ov") as ov:
                 o = b.add(o0, b.mul(ov, I64(vo)))
-                m = [[b.load(vec(m_buf, b.add(b.mul(b.add(I64((i * 4 + j) * TB), t), I64(O)), o), vot),
+                m = [[b.load(vector_ptr(b, m_buf, b.add(b.mul(b.add(I64((i * 4 + j) * TB), t), I64(O)), o), vot),
                              align=dt.itemsize) for j in range(4)] for i in range(4)]
                 y = [v for row in _transform(b, AT, m, AT) for v in row]
                 if p["pool"]:
                     y = [nan_max(b, nan_max(b, y[0], y[1]), nan_max(b, y[2], y[3]))]
                 for v, q, ok in zip(y, pix, inside):
-                    dst = vec(out_ptr, b.add(b.mul(q, I64(O)), o), vot)
+                    dst = vector_ptr(b, out_ptr, b.add(b.mul(q, I64(O)), o), vot)
                     if ok is not None:
                         dst = b.select(ok, dst, sink)
                     if vector_epilogue is not None:   # a pixel past the edge reads the tile's first

@@ -1,6 +1,7 @@
-"""Scalar semantics of the elementwise ops: op name -> emitter of one element.
+"""Scalar semantics of the elementwise ops: op name -> emitter of one element (SCALAR),
+and the same on whole vectors for the ops kernels run on registers (VECTOR).
 
-Each emitter is ``emit(b, m, xs, dts, out, attrs)``: the IRBuilder, the module (for
+Each SCALAR emitter is ``emit(b, m, xs, dts, out, attrs)``: the IRBuilder, the module (for
 intrinsics and libm), the operand values, the operand dtypes (a tuple, one per
 operand), the result dtype and the node's attributes; it returns the result value
 (bool results are i8 0/1, as bools are stored). Float math uses LLVM intrinsics where
@@ -14,7 +15,7 @@ import llvmlite.ir as ll
 
 from ...ir.types import DType
 from . import vmath
-from .emit import LLTYPE, const
+from .emit import LLTYPE, const, splat
 
 
 def _intrinsic(m: ll.Module, name: str, dt: DType):
@@ -179,4 +180,64 @@ SCALAR = {
     "broadcast_to": _copy,   # the operand is walked with broadcast strides
     "cast": _cast,
     "copy": _copy,
+}
+
+
+def _vector_minmax(intr):
+    def emit(b, m, xs):     # NaN propagated, as _minmax's (and numpy's)
+        return b.call(vmath._intrinsic(m, intr, xs[0].type, 2), xs)
+    return emit
+
+
+def _vector_relu(b, m, xs):     # as _relu: x > 0 ? x : 0, NaN kept
+    zero = splat(xs[0].type, 0.0)
+    return b.select(b.fcmp_unordered(">", xs[0], zero), xs[0], zero)
+
+
+def _vector_unary(intr):
+    return lambda b, m, xs: b.call(vmath._intrinsic(m, intr, xs[0].type), xs)
+
+
+def _vector_compare(pred):      # bools as i8 0/1 lanes, as _compare's
+    def emit(b, m, xs):
+        c = (b.fcmp_unordered if pred == "!=" else b.fcmp_ordered)(pred, *xs)
+        return b.zext(c, ll.VectorType(ll.IntType(8), xs[0].type.count))
+    return emit
+
+
+def _vector_where(b, m, xs):
+    c, x, y = xs
+    return b.select(b.icmp_unsigned("!=", c, splat(c.type, 0)), x, y)
+
+
+#: The same semantics on float32 vectors (and the bools of comparisons, as i8 lanes), for
+#: the ops a kernel may run on whole registers: ``emit(b, m, xs)``, each the same
+#: operation per lane as its SCALAR emitter above -- vmath's polynomials are the same
+#: code on vectors -- so vector and scalar code give the same bits (a GEMM's register
+#: epilogue, kiln/codegen/llvm/fused.py; an LSTM cell's gates, kernels_lstm.py)
+VECTOR = {
+    "exp": lambda b, m, xs: vmath.exp(b, m, xs[0]),
+    "sigmoid": lambda b, m, xs: vmath.sigmoid(b, m, xs[0]),
+    "tanh": lambda b, m, xs: vmath.tanh(b, m, xs[0]),
+    "erf": lambda b, m, xs: vmath.erf(b, m, xs[0]),
+    "sqrt": _vector_unary("llvm.sqrt"),
+    "abs": _vector_unary("llvm.fabs"),
+    "greater": _vector_compare(">"),
+    "greater_equal": _vector_compare(">="),
+    "less": _vector_compare("<"),
+    "less_equal": _vector_compare("<="),
+    "equal": _vector_compare("=="),
+    "not_equal": _vector_compare("!="),
+    "where": _vector_where,
+    "add": lambda b, m, xs: b.fadd(*xs),
+    "sub": lambda b, m, xs: b.fsub(*xs),
+    "mul": lambda b, m, xs: b.fmul(*xs),
+    "div": lambda b, m, xs: b.fdiv(*xs),
+    "neg": lambda b, m, xs: b.fneg(xs[0]),
+    "square": lambda b, m, xs: b.fmul(xs[0], xs[0]),
+    "relu": _vector_relu,
+    "maximum": _vector_minmax("llvm.maximum"),
+    "minimum": _vector_minmax("llvm.minimum"),
+    "broadcast_to": lambda b, m, xs: xs[0],
+    "copy": lambda b, m, xs: xs[0],
 }
