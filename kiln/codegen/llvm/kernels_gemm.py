@@ -465,12 +465,13 @@ def _pack_by_rows(kc, K, npanels, NR, P, strides, dt):
                 dst = b.mul(b.add(b.mul(p, Kt), k), I64(NR))
                 v = b.load(vector_ptr(b, x_ptr, src, vt), align=dt.itemsize)
                 b.store(v, vector_ptr(b, out_ptr, dst, vt), align=dt.itemsize)
-            if full < npanels:           # the partial panel: columns past P store 0
+            if full < npanels:           # the partial panel: its P % NR columns, then zeros
                 dst0 = b.mul(b.add(b.mul(I64(full), Kt), k), I64(NR))
-                for j in range(NR):
-                    col = full * NR + j
-                    x = tc.load(x_ptr, b.add(row, I64(col)), dt) if col < P else zero
-                    tc.store(x, out_ptr, b.add(dst0, I64(j)), dt)
+                with tc.loop(I64(P - full * NR), name="j") as j:
+                    tc.store(tc.load(x_ptr, b.add(row, b.add(I64(full * NR), j)), dt), out_ptr,
+                             b.add(dst0, j), dt)
+                with tc.loop(I64(NR), start=I64(P - full * NR), name="jz") as j:
+                    tc.store(zero, out_ptr, b.add(dst0, j), dt)
 
     kc.parallel(units, task, work=kc.b.mul(Kv, I64(npanels * NR)), min_work=PACK_MIN_WORK)
     return kc.finish()
@@ -496,11 +497,11 @@ def emit_pack_panels(module, name, node, symbols):
     k_contiguous = strides[-2] == Affine(1)
     p_contiguous = strides[-1] == Affine(1)
     dt = x_t.dtype
+    if ROW_ORDER and VECTOR_PACK and p_contiguous and not batch:
+        return _pack_by_rows(kc, K, npanels, NR, P, strides, dt)
     zero = const(dt, 0.0)
     S = min(NR, KB)
     square = VECTOR_PACK and k_contiguous and NR % S == 0 and KB % S == 0 and S & (S - 1) == 0 and S > 1
-    if ROW_ORDER and VECTOR_PACK and p_contiguous and not batch:
-        return _pack_by_rows(kc, K, npanels, NR, P, strides, dt)
     units = kc.b.mul(kc.affine(Affine.product(tuple(batch))), I64(npanels))
 
     def task(tc, lo, hi):
