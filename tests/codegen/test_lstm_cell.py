@@ -225,3 +225,22 @@ def test_matcher_takes_any_operand_order_and_leaves_shared_intermediates(extra_r
               rng.standard_normal((n, u)).astype(np.float32), rng.standard_normal((n, u)).astype(np.float32)]
         for a, e in zip(exe(*xs), interpret(g, *xs)):
             np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "sigmoid")])
+def test_vector_gates_equal_the_scalar_gates_bit_for_bit(monkeypatch, acts):
+    """Activations scalar.py's VECTOR covers run on whole gate vectors; each is the same
+    operation per lane as its scalar emitter, so both gate paths give the same bits."""
+    from kiln.codegen.llvm import kernels_lstm
+    k, u, nr, block = 24, 16, 16, 4
+    w = rng.standard_normal((k, 4 * u)).astype(np.float32) * 0.5
+    b = rng.standard_normal(4 * u).astype(np.float32)
+    g = cell_graph(k, u, nr, block, w, b, *acts)
+    vector = kiln.compile(g, cache=False, tiered=False)
+    monkeypatch.setattr(kernels_lstm, "VECTOR", {})          # the scalar gates
+    scalar = kiln.compile(g, cache=False, tiered=False)
+    for n in (1, 2, 7, 13):
+        xh = rng.standard_normal((n, k)).astype(np.float32)
+        c = rng.standard_normal((n, u)).astype(np.float32)
+        for x, y in zip(vector(xh, c), scalar(xh, c)):
+            np.testing.assert_array_equal(x, y)
